@@ -1,0 +1,147 @@
+"""The Markdown archive readers browse on GitHub: one capped table per keyword.
+
+The format is the README this product replaces, byte for byte, so existing
+readers and links keep working. Rendering is pure (papers in, text out); the
+only effect is `write_archive`, one atomic replace that is skipped when nothing
+but the date line would change (no daily commit noise in the archive's repo).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from pathlib import Path
+
+from .fsutil import write_atomic
+from .papers import Paper
+
+TABLE_HEAD = "| **Title** | **Date** | **Abstract** | **Comment** |\n| --- | --- | --- | --- |\n"
+DATE_LINE = re.compile(r"^Last update: .*$", re.MULTILINE)
+COMMENT_INLINE_MAX = 20
+
+
+class ArchiveError(Exception):
+    """The archive file cannot be written; str() names the path and the reason."""
+
+
+def header(max_papers: int, today: date) -> str:
+    return (
+        "# Daily Papers\n"
+        "The project automatically fetches the latest papers from arXiv based on keywords.\n\n"
+        "The subheadings in the README file represent the search keywords.\n\n"
+        "Only the most recent articles for each keyword are retained, "
+        f"up to a maximum of {max_papers} papers.\n\n"
+        "You can click the 'Watch' button to receive daily email notifications.\n\n"
+        f"Last update: {today.isoformat()}\n\n"
+    )
+
+
+_PIPE = re.compile(r"(\\*)\|")
+_LT = re.compile(r"(\\*)<")
+_BRACKET = re.compile(r"(\\*)([\[\]])")
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def escape_cell(text: str) -> str:
+    """Make untrusted text safe inside a GitHub table cell, altering nothing else.
+
+    `|` would end the cell: it becomes `\\|`, with one more backslash when the
+    text already had one before it (LaTeX's `\\|`), because GitHub splits a row
+    at a pipe preceded by an even number of backslashes. Line breaks would end
+    the row: they become `<br>`. `<` could open a tag that swallows the rest of
+    the table (`</details>`, `<script>`): it becomes `&lt;`. Everything else,
+    LaTeX included, stays as arXiv sent it.
+    """
+    text = _LT.sub(lambda m: m.group(1) + ("<" if len(m.group(1)) % 2 else "&lt;"), text)
+    text = _PIPE.sub(lambda m: m.group(1) + ("\\|" if len(m.group(1)) % 2 == 0 else "\\\\|"), text)
+    return _NEWLINES.sub("<br>", text)
+
+
+def escape_link_text(text: str) -> str:
+    """A table cell that is also a link's text: an unbalanced bracket would end the link."""
+    return _BRACKET.sub(
+        lambda m: m.group(0) if len(m.group(1)) % 2 else m.group(1) + "\\" + m.group(2),
+        escape_cell(text),
+    )
+
+
+def escape_url(url: str) -> str:
+    return url.replace(" ", "%20").replace(")", "%29").replace("|", "%7C")
+
+
+def comment_cell(comment: str) -> str:
+    if not comment:
+        return ""
+    if len(comment) <= COMMENT_INLINE_MAX:
+        return escape_cell(comment)
+    return (
+        f"<details><summary>{escape_cell(comment[:5])}...</summary>"
+        f"<p>{escape_cell(comment)}</p></details>"
+    )
+
+
+def row(paper: Paper) -> str:
+    return (
+        f"| **[{escape_link_text(paper.title)}]({escape_url(paper.url)})** "
+        f"| {paper.updated.date().isoformat()} "
+        f"| <details><summary>Show</summary><p>{escape_cell(paper.abstract)}</p></details> "
+        f"| {comment_cell(paper.comment)} |"
+    )
+
+
+def order_key(paper: Paper) -> tuple[str, str]:
+    """Newest first by the first version's timestamp, so a revision keeps its place;
+    ties broken by arXiv id (callers sort with reverse=True)."""
+    return (paper.published.isoformat(), paper.id)
+
+
+def newest_by_keyword(
+    entries: Iterable[tuple[Paper, Iterable[str]]], names: Sequence[str], limit: int
+) -> dict[str, list[Paper]]:
+    """Each keyword's newest `limit` papers; a paper appears under every keyword it matched."""
+    grouped: dict[str, list[Paper]] = {name: [] for name in names}
+    for paper, keywords in entries:
+        for keyword in keywords:
+            if keyword in grouped:
+                grouped[keyword].append(paper)
+    return {
+        name: sorted(papers, key=order_key, reverse=True)[:limit]
+        for name, papers in grouped.items()
+    }
+
+
+def render_archive(sections: Mapping[str, Sequence[Paper]], max_papers: int, today: date) -> str:
+    parts = [header(max_papers, today)]
+    for name, papers in sections.items():
+        parts.append(f"## {name}\n{TABLE_HEAD}")
+        parts.append("".join(row(paper) + "\n" for paper in papers))
+        parts.append("\n")
+    return "".join(parts)
+
+
+def _without_date(text: str) -> str:
+    return DATE_LINE.sub("", text, count=1)
+
+
+def write_archive(path: Path, text: str) -> bool:
+    """Replace the archive atomically; False (and no write) when only the date changed."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = None
+    except OSError as err:
+        raise ArchiveError(f"{path}: cannot read the archive: {err.strerror}") from None
+    if old is not None and _without_date(old) == _without_date(text):
+        return False
+    if not path.parent.is_dir():
+        raise ArchiveError(
+            f"{path}: the directory {path.parent} does not exist; create it or fix [archive] path"
+        )
+    try:
+        write_atomic(path, text.encode("utf-8"), name="archive")
+    except OSError as err:
+        raise ArchiveError(
+            f"{path}: cannot write the archive: {err.strerror}; the previous file is intact"
+        ) from None
+    return True

@@ -1,0 +1,274 @@
+"""Asking arXiv for the newest papers of each keyword.
+
+We use the `arxiv` package's Client for what it does well (URL building,
+paging, turning Atom into Results) and close its gaps here, because a daemon
+that runs for months meets every one of them:
+
+- it sets no HTTP timeout, so one silent server blocks the daemon forever;
+- it retries a permanent 400 exactly like a temporary 503;
+- it ignores Retry-After on 429/503 and retries at once;
+- an empty first page comes back as "zero results", indistinguishable from a
+  keyword that really has no papers;
+- its parser recovers from broken XML, so a truncated reply looks like a
+  shorter, valid one.
+
+One client serves every keyword of a cycle, so its pacing (`delay_seconds`)
+spaces all requests to arXiv, not just those of one keyword.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import arxiv
+import requests
+
+from .config import ArxivSettings, Keyword
+from .papers import BadPaper, Paper, paper_from_result
+
+log = logging.getLogger(__name__)
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+MAX_RETRY_AFTER = 300.0  # seconds; a longer wait skips the keyword until the next cycle
+USER_AGENT = "daily-papers/0.1 (self-hosted arXiv newsletter; https://github.com/)"
+TEMPORARY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class FetchError(Exception):
+    """A keyword could not be fetched this cycle; str() is the reason for the log."""
+
+
+class _Temporary(Exception):
+    """A failure worth retrying, with the server's requested wait if it gave one."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def phrase(text: str) -> str:
+    """A quoted arXiv phrase. arXiv has no escape for '"' inside a phrase, so quotes
+    become spaces: the search engine splits on punctuation anyway."""
+    return '"' + " ".join(text.replace('"', " ").split()) + '"'
+
+
+def _anywhere(text: str) -> str:
+    quoted = phrase(text)
+    return f"ti:{quoted} OR abs:{quoted}"
+
+
+def build_query(keyword: Keyword) -> str:
+    """The search_query for a keyword: its raw query, or title/abstract phrase match,
+    minus its excluded terms."""
+    query = keyword.query or _anywhere(keyword.name)
+    if keyword.exclude:
+        excluded = " OR ".join(_anywhere(term) for term in keyword.exclude)
+        query = f"({query}) ANDNOT ({excluded})"
+    return query
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _error_summary(body: bytes) -> str:
+    """arXiv explains a 400 in the summary of an error entry; show that to the admin."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return ""
+    summary = root.find(f"{ATOM}entry/{ATOM}summary")
+    return " ".join((summary.text or "").split()) if summary is not None else ""
+
+
+class ArxivClient(arxiv.Client):
+    """arxiv.Client with timeouts, honest retries, Retry-After and strict XML.
+
+    Replaces the client's page fetch (`_parse_feed`), keeping its paging.
+    `sleep` is injectable so the daemon can interrupt a wait on shutdown.
+    """
+
+    def __init__(
+        self,
+        settings: ArxivSettings,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        super().__init__(
+            page_size=settings.page_size,
+            delay_seconds=settings.delay_seconds,
+            num_retries=settings.retries,
+        )
+        separator = "&" if "?" in settings.api_url else "?"
+        self.query_url_format = settings.api_url.replace("{", "{{").replace("}", "}}") + (
+            separator + "{}"
+        )
+        self.timeout = settings.timeout_seconds
+        self._sleep = sleep
+        self._last_request: float | None = None
+
+    def _parse_feed(
+        self, url: str, first_page: bool = True, _try_index: int = 0
+    ) -> arxiv.ParsedFeed:
+        attempt = 0
+        while True:
+            try:
+                return self._fetch_page(url, first_page)
+            except _Temporary as err:
+                if attempt >= self.num_retries:
+                    tries = "try" if attempt == 0 else "tries"
+                    raise FetchError(f"{err} (gave up after {attempt + 1} {tries})") from None
+                wait = err.retry_after
+                if wait is None:
+                    wait = self.delay_seconds * 2**attempt
+                elif wait > MAX_RETRY_AFTER:
+                    raise FetchError(
+                        f"{err}; the server asks to wait {wait:.0f} s, "
+                        "so this keyword waits for the next cycle"
+                    ) from None
+                log.info("arXiv: %s; retrying in %.1f s", err, wait)
+                self._sleep(wait)
+                attempt += 1
+
+    def _pace(self) -> None:
+        if self._last_request is not None:
+            wait = self.delay_seconds - (time.monotonic() - self._last_request)
+            if wait > 0:
+                self._sleep(wait)
+
+    def _download(self, url: str) -> bytes:
+        """GET with a deadline on the whole reply, not just on each socket read."""
+        self._pace()
+        deadline = time.monotonic() + self.timeout
+        log.debug("arXiv: GET %s", url)
+        try:
+            with self._session.get(
+                url, headers={"User-Agent": USER_AGENT}, timeout=self.timeout, stream=True
+            ) as response:
+                chunks = []
+                for chunk in response.iter_content(65536):
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        raise _Temporary(f"reply took longer than {self.timeout:g} s")
+                body = b"".join(chunks)
+        except requests.Timeout:
+            raise _Temporary(f"no reply within {self.timeout:g} s") from None
+        except requests.RequestException as err:
+            raise _Temporary(f"connection failed: {_short(err)}") from None
+        finally:
+            self._last_request = time.monotonic()
+        status = response.status_code
+        if status in TEMPORARY_STATUSES:
+            raise _Temporary(
+                f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if status != 200:
+            reason = _error_summary(body)
+            raise FetchError(f"HTTP {status}" + (f": {reason}" if reason else ""))
+        return body
+
+    def _fetch_page(self, url: str, first_page: bool) -> arxiv.ParsedFeed:
+        body = self._download(url)
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError as err:
+            raise _Temporary(f"malformed XML from arXiv ({err})") from None
+        if root.tag != f"{ATOM}feed":
+            raise _Temporary(f"not an Atom feed (root element {root.tag!r})")
+        feed = arxiv._feed.parse(body)
+        sent = len(root.findall(f"{ATOM}entry"))
+        if sent > len(feed.results):
+            log.warning(
+                "arXiv: skipped %d of %d entries missing required fields (%s)",
+                sent - len(feed.results),
+                sent,
+                url,
+            )
+        if not feed.results and (feed.header.total_results > 0 or not first_page):
+            raise _Temporary(
+                f"empty page although {feed.header.total_results} results were announced"
+            )
+        return feed
+
+
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+@dataclass(frozen=True)
+class Fetched:
+    keyword: str
+    papers: tuple[Paper, ...]
+    filtered: int  # dropped by the category filter
+
+
+def _run(client: ArxivClient, search: arxiv.Search) -> list[arxiv.Result]:
+    try:
+        return list(client.results(search))
+    except FetchError:
+        raise
+    except arxiv.ArxivError as err:  # defensive: paging errors raised by the base class
+        raise FetchError(str(err)) from None
+
+
+def fetch_keyword(
+    client: ArxivClient,
+    keyword: Keyword,
+    settings: ArxivSettings,
+    had_papers: bool,
+) -> Fetched:
+    """The newest papers for one keyword, or FetchError saying why not.
+
+    A keyword that had papers before and now returns none is asked once more:
+    arXiv sometimes answers a valid query with an empty feed, and trusting that
+    would look like "nothing new" forever.
+    """
+    search = arxiv.Search(
+        query=build_query(keyword),
+        max_results=settings.max_results,
+        sort_by=arxiv.SortCriterion.LastUpdatedDate,
+        sort_order=arxiv.SortOrder.Descending,
+    )
+    results = _run(client, search)
+    if not results and had_papers:
+        log.info(
+            "arXiv: %s returned no papers although it had some before; asking again", keyword.name
+        )
+        results = _run(client, search)
+        if not results:
+            raise FetchError("no results although the keyword had papers before (asked twice)")
+
+    allowed = keyword.categories if keyword.categories is not None else settings.categories
+    by_id: dict[str, Paper] = {}
+    filtered = 0
+    for result in results:
+        try:
+            paper = paper_from_result(result)
+        except BadPaper as err:
+            log.warning("arXiv: %s: skipped an entry: %s", keyword.name, err)
+            continue
+        if not paper.matches_categories(allowed):
+            filtered += 1
+            continue
+        known = by_id.get(paper.id)
+        if known is None or paper.version > known.version:
+            by_id[paper.id] = paper
+    return Fetched(keyword=keyword.name, papers=tuple(by_id.values()), filtered=filtered)

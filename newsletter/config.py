@@ -1,0 +1,268 @@
+"""settings.toml → frozen dataclasses.
+
+Every mistake in the file stops the program before any work is done, with one
+line that names the file, the key and what was expected, so an admin can fix it
+without reading our source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_SETTINGS = "settings.toml"
+SETTINGS_ENV = "NEWSLETTER_SETTINGS"
+DEFAULT_API_URL = "https://export.arxiv.org/api/query"
+
+
+class ConfigError(Exception):
+    """A problem in settings.toml; str() is the one line shown to the admin."""
+
+
+@dataclass(frozen=True)
+class ArxivSettings:
+    api_url: str = DEFAULT_API_URL
+    max_results: int = 100
+    page_size: int = 100
+    delay_seconds: float = 3.0
+    timeout_seconds: float = 30.0
+    retries: int = 3
+    categories: tuple[str, ...] = ("cs", "stat")
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: str
+    query: str | None = None
+    exclude: tuple[str, ...] = ()
+    categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: Path
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    path: Path
+    max_papers: int = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    file: Path
+    arxiv: ArxivSettings
+    keywords: tuple[Keyword, ...]
+    store: StoreSettings
+    archive: ArchiveSettings
+
+    @property
+    def keyword_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.keywords)
+
+
+def settings_path(cli_value: str | None) -> Path:
+    """--settings wins over $NEWSLETTER_SETTINGS, which wins over ./settings.toml."""
+    return Path(cli_value or os.environ.get(SETTINGS_ENV) or DEFAULT_SETTINGS)
+
+
+def _show(value: Any) -> str:
+    """Render a bad value the way it looks in TOML, so the admin recognises it."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except TypeError:
+        return str(value)
+
+
+_REQUIRED = object()
+
+
+class _Table:
+    """Reads one TOML table, type-checking each key and remembering which were used.
+
+    Unknown keys are errors, not warnings: a typo such as `delay_second` would
+    otherwise silently leave the default in place.
+    """
+
+    def __init__(self, file: str, where: str, raw: Any):
+        self.file = file
+        self.where = where
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: {where} must be a table, got {_show(raw)}")
+        self.raw: dict[str, Any] = raw
+        self.used: set[str] = set()
+
+    def fail(self, key: str, expected: str, got: Any = _REQUIRED) -> ConfigError:
+        shown = "nothing" if got is _REQUIRED else _show(got)
+        return ConfigError(f"{self.file}: {self.where} {key} must be {expected}, got {shown}")
+
+    def _get(self, key: str, default: Any, expected: str, ok: Callable[[Any], bool]) -> Any:
+        self.used.add(key)
+        if key not in self.raw:
+            if default is _REQUIRED:
+                raise self.fail(key, expected)
+            return default
+        value = self.raw[key]
+        if not ok(value):
+            raise self.fail(key, expected, value)
+        return value
+
+    def string(self, key: str, default: Any = _REQUIRED, *, nonempty: bool = True) -> Any:
+        expected = "a non-empty string" if nonempty else "a string"
+        return self._get(
+            key,
+            default,
+            expected,
+            lambda v: isinstance(v, str) and (bool(v.strip()) or not nonempty),
+        )
+
+    def integer(self, key: str, default: Any = _REQUIRED, *, minimum: int = 0) -> int:
+        return self._get(
+            key,
+            default,
+            f"an integer ≥ {minimum}",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+        )
+
+    def number(self, key: str, default: Any = _REQUIRED, *, minimum: float = 0.0) -> float:
+        value = self._get(
+            key,
+            default,
+            f"a number ≥ {minimum:g}",
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v >= minimum,
+        )
+        return float(value)
+
+    def boolean(self, key: str, default: Any = _REQUIRED) -> bool:
+        return self._get(key, default, "true or false", lambda v: isinstance(v, bool))
+
+    def strings(self, key: str, default: Any = _REQUIRED) -> tuple[str, ...] | None:
+        value = self._get(
+            key,
+            default,
+            "a list of non-empty strings",
+            lambda v: isinstance(v, list) and all(isinstance(s, str) and s.strip() for s in v),
+        )
+        return None if value is None else tuple(value)
+
+    def path(self, key: str, default: str, base: Path) -> Path:
+        value = Path(self.string(key, default))
+        return value if value.is_absolute() else base / value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.file}: {self.where} has unknown key {unknown[0]!r}")
+
+
+def _check_url(table: _Table, key: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise table.fail(key, "an http:// or https:// URL", value)
+    return value
+
+
+def _check_query(table: _Table, key: str, query: str) -> str:
+    """Refuse a raw arXiv query that the API would reject or misread."""
+    if query.count('"') % 2:
+        raise table.fail(key, "a query with balanced double quotes", query)
+    depth = 0
+    for char in query.replace('\\"', ""):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth:
+        raise table.fail(key, "a query with balanced parentheses", query)
+    return query
+
+
+def _arxiv(file: str, raw: Any) -> ArxivSettings:
+    t = _Table(file, "[arxiv]", raw)
+    d = ArxivSettings()
+    result = ArxivSettings(
+        api_url=_check_url(t, "api_url", t.string("api_url", d.api_url)),
+        max_results=t.integer("max_results", d.max_results, minimum=1),
+        page_size=t.integer("page_size", d.page_size, minimum=1),
+        delay_seconds=t.number("delay_seconds", d.delay_seconds),
+        timeout_seconds=t.number("timeout_seconds", d.timeout_seconds, minimum=0.1),
+        retries=t.integer("retries", d.retries),
+        categories=t.strings("categories", list(d.categories)),
+    )
+    t.finish()
+    return result
+
+
+def _keywords(file: str, raw: Any) -> tuple[Keyword, ...]:
+    if not isinstance(raw, list) or not raw:
+        shown = _show(raw) if raw else "none"
+        raise ConfigError(f"{file}: [[keywords]] must list at least one keyword, got {shown}")
+    keywords: list[Keyword] = []
+    seen: dict[str, int] = {}
+    for number, item in enumerate(raw, start=1):
+        t = _Table(file, f"[[keywords]] #{number}", item)
+        name = " ".join(t.string("name").split())
+        if not any(c.isalnum() for c in name):
+            raise t.fail("name", "a name containing a letter or digit", name)
+        folded = name.casefold()
+        if folded in seen:
+            raise t.fail("name", f"unique (keyword #{seen[folded]} has it too)", name)
+        seen[folded] = number
+        query = t.string("query", None)
+        keywords.append(
+            Keyword(
+                name=name,
+                query=None if query is None else _check_query(t, "query", query.strip()),
+                exclude=t.strings("exclude", []),
+                categories=t.strings("categories", None),
+            )
+        )
+        t.finish()
+    return tuple(keywords)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate settings.toml; raises ConfigError with one line for the admin."""
+    file = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: settings file not found (use --settings PATH or ${SETTINGS_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{file}: cannot read settings: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{file}: not valid TOML: {err}") from None
+    return parse_settings(raw, path)
+
+
+def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
+    file = str(path)
+    base = path.parent
+    top = _Table(file, "top level", raw)
+    arxiv = _arxiv(file, top._get("arxiv", {}, "a table", lambda v: True))
+    keywords = _keywords(file, top._get("keywords", None, "", lambda v: True))
+
+    # Under systemd, StateDirectory= sets $STATE_DIRECTORY (colon-separated if several).
+    state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    state_base = Path(state_dir) if state_dir else base
+    t = _Table(file, "[store]", top._get("store", {}, "a table", lambda v: True))
+    store = StoreSettings(path=t.path("path", "state/newsletter.json", state_base))
+    t.finish()
+
+    t = _Table(file, "[archive]", top._get("archive", {}, "a table", lambda v: True))
+    archive = ArchiveSettings(
+        path=t.path("path", "archive/README.md", base),
+        max_papers=t.integer("max_papers", 100, minimum=1),
+    )
+    t.finish()
+
+    top.finish()
+    return Settings(file=path, arxiv=arxiv, keywords=keywords, store=store, archive=archive)

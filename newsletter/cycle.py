@@ -1,0 +1,160 @@
+"""One cycle, in order: fetch every keyword, diff against the store, rewrite the archive.
+
+This is the only module that calls all the others. Each step saves its effect
+before the next starts, so a crash anywhere repeats at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+
+from .archive import ArchiveError, newest_by_keyword, render_archive, write_archive
+from .arxiv_source import ArxivClient, FetchError, fetch_keyword
+from .config import Settings
+from .crashpoints import crashpoint
+from .papers import Paper
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeywordReport:
+    name: str
+    fetched: int = 0
+    new: int = 0
+    updated: int = 0
+    archived: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    number: int
+    keywords: tuple[KeywordReport, ...]
+    archive_written: bool
+    archive_error: str | None
+    seconds: float
+
+    @property
+    def failed_keywords(self) -> tuple[KeywordReport, ...]:
+        return tuple(k for k in self.keywords if k.error)
+
+    @property
+    def new_papers(self) -> int:
+        return sum(k.new for k in self.keywords)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_keywords and self.archive_error is None
+
+    def summary(self) -> str:
+        failed = len(self.failed_keywords)
+        fetched = len(self.keywords) - failed
+        return (
+            f"cycle {self.number}: keywords {fetched} fetched, {failed} failed; "
+            f"{self.new_papers} new papers; archive "
+            + (
+                "error"
+                if self.archive_error
+                else "written"
+                if self.archive_written
+                else "unchanged"
+            )
+            + f"; {self.seconds:.1f} s"
+        )
+
+
+def archive_sections(settings: Settings, store: Store) -> dict[str, list[Paper]]:
+    entries = ((s.paper, s.keywords) for s in store.stored_papers())
+    return newest_by_keyword(entries, settings.keyword_names, settings.archive.max_papers)
+
+
+def publish_archive(
+    settings: Settings, sections: dict[str, list[Paper]], today: date | None = None
+) -> bool:
+    """Write the archive file; True when it changed. Raises ArchiveError."""
+    text = render_archive(sections, settings.archive.max_papers, today or datetime.now(UTC).date())
+    return write_archive(settings.archive.path, text)
+
+
+def run_cycle(
+    settings: Settings,
+    store: Store,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    today: date | None = None,
+) -> CycleReport:
+    started = time.monotonic()
+    number = store.begin_cycle()
+    log.info("cycle %d: fetching %d keywords", number, len(settings.keywords))
+
+    client = ArxivClient(settings.arxiv, sleep=sleep)
+    had_papers = store.keywords_with_papers()
+    fetched: dict[str, tuple[Paper, ...]] = {}
+    errors: dict[str, str] = {}
+    for keyword in settings.keywords:
+        try:
+            result = fetch_keyword(client, keyword, settings.arxiv, keyword.name in had_papers)
+        except FetchError as err:
+            errors[keyword.name] = str(err)
+            log.warning(
+                "arXiv: %s failed: %s; its archive section and stored papers stay as they were",
+                keyword.name,
+                err,
+            )
+            continue
+        fetched[keyword.name] = result.papers
+        log.info(
+            "arXiv: %s: %d papers (%d outside the category filter)",
+            keyword.name,
+            len(result.papers),
+            result.filtered,
+        )
+    crashpoint("after-fetch")
+
+    keywords = tuple(
+        KeywordReport(name=k.name, fetched=len(fetched.get(k.name, ())), error=errors.get(k.name))
+        for k in settings.keywords
+    )
+    with store.batch():
+        diffs = store.apply_fetch(number, fetched)
+        keywords = tuple(
+            replace(k, new=diffs[k.name].new, updated=diffs[k.name].updated)
+            if k.name in diffs
+            else k
+            for k in keywords
+        )
+        store.update_cycle(
+            number,
+            keywords={
+                k.name: {"fetched": k.fetched, "new": k.new, "updated": k.updated, "error": k.error}
+                for k in keywords
+            },
+        )
+
+    sections = archive_sections(settings, store)
+    keywords = tuple(replace(k, archived=len(sections[k.name])) for k in keywords)
+    archive_error = None
+    written = False
+    try:
+        written = publish_archive(settings, sections, today)
+    except ArchiveError as err:
+        archive_error = str(err)
+        log.error("archive: %s", err)
+    crashpoint("after-archive")
+
+    report = CycleReport(
+        number=number,
+        keywords=keywords,
+        archive_written=written,
+        archive_error=archive_error,
+        seconds=time.monotonic() - started,
+    )
+    store.finish_cycle(number, archive_error=archive_error)
+    log.info("%s", report.summary())
+    return report

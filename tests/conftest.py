@@ -1,0 +1,109 @@
+"""Fixtures that start the real parts: the fake arXiv server, settings on disk, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arxiv_server import FakeArxiv
+
+from newsletter.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_KEYWORDS = ["Hallucination", "MLLM", "Reasoning", "Reward Model"]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def toml_dumps(data: dict[str, Any]) -> str:
+    """Enough TOML for settings: scalars, tables, arrays of tables."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_tables(v)}
+    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        elif _is_tables(value):
+            for table in value:
+                lines.append(f"\n[[{key}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _is_tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def settings_dict(root: Path, api_url: str, keywords: list[str] | None = None) -> dict[str, Any]:
+    """Settings for a test: fast arXiv pacing, everything under `root`."""
+    (root / "archive").mkdir(exist_ok=True)
+    return {
+        "arxiv": {
+            "api_url": api_url,
+            "delay_seconds": 0,
+            "timeout_seconds": 5,
+            "retries": 1,
+        },
+        "keywords": [{"name": n} for n in (keywords or ["Hallucination", "MLLM"])],
+        "store": {"path": str(root / "state" / "newsletter.json")},
+        "archive": {"path": str(root / "archive" / "README.md"), "max_papers": 100},
+    }
+
+
+@pytest.fixture
+def arxiv_server() -> Iterator[FakeArxiv]:
+    server = FakeArxiv()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, arxiv_server: FakeArxiv) -> Callable[..., Settings]:
+    """make_settings(**changes) writes settings.toml in tmp_path and loads it.
+
+    `changes` maps a section to the keys to change, e.g. archive={"max_papers": 3};
+    keywords=[...] replaces the keyword list.
+    """
+
+    def make(keywords: list[str] | list[dict[str, Any]] | None = None, **changes: Any) -> Settings:
+        data = settings_dict(tmp_path, arxiv_server.url)
+        if keywords is not None:
+            data["keywords"] = [k if isinstance(k, dict) else {"name": k} for k in keywords]
+        for section, values in changes.items():
+            data.setdefault(section, {}).update(values)
+        path = tmp_path / "settings.toml"
+        path.write_text(toml_dumps(data))
+        return load_settings(path)
+
+    return make
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The real command, as a subprocess: `python -m newsletter ARGS`."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
