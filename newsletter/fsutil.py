@@ -38,6 +38,13 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, name: str = "fil
     _fsync_dir(path.parent)
 
 
+def remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed writer of `path` left behind (call while holding the lock)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

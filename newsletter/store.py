@@ -28,7 +28,7 @@ from tinydb.middlewares import Middleware
 from tinydb.storages import Storage
 
 from .crashpoints import crashpoint
-from .fsutil import InstanceLock, write_atomic
+from .fsutil import InstanceLock, remove_stale_temps, write_atomic
 from .papers import Paper
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class Store:
         self.lock = InstanceLock(path.with_name(path.name + ".lock")) if lock else None
         if self.lock:
             self.lock.acquire()
+            remove_stale_temps(path)
         try:
             self._middleware = BatchingMiddleware(AtomicJSONStorage)
             self.db = TinyDB(path, storage=self._middleware)
@@ -225,9 +226,7 @@ class Store:
                 ids = self._papers.insert_multiple(inserts.values())
                 self._paper_doc.update(zip(inserts, ids, strict=True))
             if updates:
-                self._papers.update_multiple(
-                    [(_replace_with(record), [doc_id]) for doc_id, record in updates.items()]
-                )
+                self._papers.update(_replace_from(updates.values()), doc_ids=list(updates))
             crashpoint("after-diff")
         return {k: KeywordDiff(new=n, updated=u) for k, (n, u) in counts.items()}
 
@@ -277,10 +276,12 @@ def _merge(record: dict[str, Any], paper: Paper, keyword: str) -> bool:
     return changed
 
 
-def _replace_with(record: dict[str, Any]) -> Any:
-    """A TinyDB update operation that replaces a document's fields with `record`."""
+def _replace_from(records: Iterable[dict[str, Any]]) -> Any:
+    """One TinyDB update operation replacing many paper documents (one pass, one write)."""
+    by_id = {record["id"]: record for record in records}
 
     def transform(doc: dict[str, Any]) -> None:
+        record = by_id[doc["id"]]
         doc.clear()
         doc.update(record)
 

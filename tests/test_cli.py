@@ -1,0 +1,70 @@
+"""The command line: what an admin sees and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from arxiv_server import entry
+from conftest import run_cli
+
+
+def test_run_once_prints_each_keyword_and_exits_0(make_settings, arxiv_server):
+    settings = make_settings()
+    arxiv_server.add(entry("2503.00001", "Hallucination one"), entry("2503.00002", "MLLM two"))
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 0, result.stderr
+    assert "Hallucination: fetched 1, new 1, kept in archive 1" in result.stdout
+    assert "MLLM: fetched 1, new 1, kept in archive 1" in result.stdout
+    assert settings.archive.path.exists()
+
+
+def test_run_once_exits_1_with_a_line_per_failed_keyword(make_settings, arxiv_server):
+    settings = make_settings()
+    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+    arxiv_server.fail("status", status=503, phrase="MLLM", times=None)
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 1
+    assert "MLLM: FAILED: HTTP 503 (gave up after 2 tries)" in result.stdout
+    assert "Hallucination: fetched 1, new 1" in result.stdout
+
+
+def test_archive_command_rebuilds_without_fetching(make_settings, arxiv_server):
+    settings = make_settings()
+    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+    run_cli("--settings", str(settings.file), "run", "--once")
+    settings.archive.path.unlink()
+    requests = len(arxiv_server.requests)
+    result = run_cli("--settings", str(settings.file), "archive")
+    assert result.returncode == 0, result.stderr
+    assert "written (Hallucination 1, MLLM 0)" in result.stdout
+    assert "Hallucination one" in settings.archive.path.read_text()
+    assert len(arxiv_server.requests) == requests
+
+
+def test_missing_archive_directory_is_a_clear_error(make_settings, arxiv_server):
+    settings = make_settings(archive={"path": str(make_settings().file.parent / "nope" / "R.md")})
+    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 1
+    assert "the directory" in result.stdout and "does not exist" in result.stdout
+
+
+def test_help_explains_commands_and_settings():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for word in ("run", "archive", "--settings", "NEWSLETTER_SETTINGS", "Exit codes"):
+        assert word in result.stdout
+
+
+def test_unknown_command_is_a_usage_error():
+    result = run_cli("frobnicate")
+    assert result.returncode == 2
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "newsletter"
+    assert script.exists()
+    result = subprocess.run([script, "--version"], capture_output=True, text=True)
+    assert result.stdout.startswith("newsletter ")

@@ -1,0 +1,86 @@
+"""The store: atomic writes that survive SIGKILL, a broken file never reset, one instance only."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from arxiv_server import entry
+from conftest import run_cli
+
+from newsletter.fsutil import AlreadyRunning
+from newsletter.store import Store, StoreError
+
+
+def test_kill_during_store_write_leaves_a_loadable_store(make_settings, arxiv_server):
+    settings = make_settings()
+    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+    assert run_cli("--settings", str(settings.file), "run", "--once").returncode == 0
+    before = settings.store.path.read_bytes()
+
+    arxiv_server.add(*(entry(f"2503.{n:05d}", f"MLLM {n}") for n in range(2, 60)))
+    killed = run_cli(
+        "--settings",
+        str(settings.file),
+        "run",
+        "--once",
+        env={"NEWSLETTER_CRASH_AT": "store-write-middle:2"},  # 1: cycle start, 2: the diff
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert settings.store.path.read_bytes() != b""
+    with Store(settings.store.path) as store:
+        assert store.paper_count() == 1
+        assert not list(settings.store.path.parent.glob(".*.tmp")), "stale temp file removed"
+    assert json.loads(before)["papers"] == json.loads(settings.store.path.read_bytes())["papers"]
+
+    again = run_cli("--settings", str(settings.file), "run", "--once")
+    assert again.returncode == 0, again.stderr
+    with Store(settings.store.path) as store:
+        assert store.paper_count() == 59
+
+
+def test_unparsable_store_stops_with_its_name_and_is_not_touched(make_settings):
+    settings = make_settings()
+    settings.store.path.parent.mkdir(parents=True)
+    settings.store.path.write_text('{"papers": {"1": ')
+    with pytest.raises(StoreError, match=r"newsletter\.json: the store is not valid JSON"):
+        Store(settings.store.path)
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "not valid JSON" in result.stderr
+    assert settings.store.path.read_text() == '{"papers": {"1": '
+
+
+def test_empty_store_file_is_an_error_not_a_reset(make_settings):
+    settings = make_settings()
+    settings.store.path.parent.mkdir(parents=True)
+    settings.store.path.write_text("")
+    with pytest.raises(StoreError, match="empty"):
+        Store(settings.store.path)
+
+
+def test_second_instance_is_refused_with_the_owner_pid(tmp_path):
+    path = tmp_path / "state.json"
+    with Store(path), pytest.raises(AlreadyRunning, match=r"pid \d+"):
+        Store(path)
+    with Store(path):
+        pass  # released on close
+
+
+def test_readers_do_not_need_the_lock(tmp_path):
+    path = tmp_path / "state.json"
+    with Store(path) as writer, Store(path, lock=False) as reader:
+        writer.begin_cycle()
+        assert Store(path, lock=False).last_cycle_number() == 1
+        assert reader.last_cycle_number() == 0, "a reader sees the file as it was at open"
+
+
+def test_batch_writes_once(tmp_path):
+    with Store(tmp_path / "s.json") as store:
+        with store.batch():
+            for _ in range(5):
+                store.begin_cycle()
+            assert store.writes == 0
+        assert store.writes == 1
+        assert json.loads((tmp_path / "s.json").read_text())["cycles"]
