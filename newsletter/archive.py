@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from .fsutil import write_atomic
-from .papers import Paper
+from .papers import Paper, StoredPaper
 
 TABLE_HEAD = "| **Title** | **Date** | **Abstract** | **Comment** |\n| --- | --- | --- | --- |\n"
 DATE_LINE = re.compile(r"^Last update: .*$", re.MULTILINE)
@@ -97,25 +97,27 @@ def order_key(paper: Paper) -> tuple[str, str]:
 
 
 def newest_by_keyword(
-    entries: Iterable[tuple[Paper, Iterable[str]]], names: Sequence[str], limit: int
-) -> dict[str, list[Paper]]:
+    stored: Iterable[StoredPaper], names: Sequence[str], limit: int
+) -> dict[str, list[StoredPaper]]:
     """Each keyword's newest `limit` papers; a paper appears under every keyword it matched."""
-    grouped: dict[str, list[Paper]] = {name: [] for name in names}
-    for paper, keywords in entries:
-        for keyword in keywords:
+    grouped: dict[str, list[StoredPaper]] = {name: [] for name in names}
+    for entry in stored:
+        for keyword in entry.keywords:
             if keyword in grouped:
-                grouped[keyword].append(paper)
+                grouped[keyword].append(entry)
     return {
-        name: sorted(papers, key=order_key, reverse=True)[:limit]
-        for name, papers in grouped.items()
+        name: sorted(entries, key=lambda e: order_key(e.paper), reverse=True)[:limit]
+        for name, entries in grouped.items()
     }
 
 
-def render_archive(sections: Mapping[str, Sequence[Paper]], max_papers: int, today: date) -> str:
+def render_archive(
+    sections: Mapping[str, Sequence[StoredPaper]], max_papers: int, today: date
+) -> str:
     parts = [header(max_papers, today)]
-    for name, papers in sections.items():
+    for name, entries in sections.items():
         parts.append(f"## {name}\n{TABLE_HEAD}")
-        parts.append("".join(row(paper) + "\n" for paper in papers))
+        parts.append("".join(row(entry.paper) + "\n" for entry in entries))
         parts.append("\n")
     return "".join(parts)
 

@@ -11,13 +11,19 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
+from .addresses import address_key
 from .archive import ArchiveError
 from .config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_path
 from .cycle import CycleReport, archive_sections, publish_archive, run_cycle
+from .deliver import is_new_subscription, preview
 from .fsutil import AlreadyRunning
+from .mailer import MailerError
 from .store import Store, StoreError
+from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
+from .tokens import SecretError
 
 log = logging.getLogger("newsletter")
 
@@ -26,6 +32,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """Bad input from the person at the keyboard: exit code 2."""
+
+
+def shown(text: str) -> str:
+    """Echo input in an error line; quoted when it holds line breaks or other controls,
+    so the error stays one line."""
+    return text if text.isprintable() else repr(text)
 
 
 def setup_logging(level: str) -> None:
@@ -45,6 +57,7 @@ def print_cycle(report: CycleReport) -> None:
             print(f"{k.name}: fetched {k.fetched}, new {k.new}, kept in archive {k.archived}")
     if report.archive_error:
         print(f"archive: FAILED: {report.archive_error}")
+    print(report.delivery.summary())
     print(report.summary())
 
 
@@ -53,6 +66,87 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         report = run_cycle(settings, store)
     print_cycle(report)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        subscriber, created = save_subscriber(
+            settings.subscribers.dir,
+            args.email,
+            args.keyword,
+            settings.keyword_names,
+            name=args.name,
+            restart=_is_bouncing(settings, args.email),
+        )
+    except SubscriberError as err:
+        raise UsageError(f"{shown(args.email)}: {err}") from None
+    verb = "subscribed" if created else "updated"
+    print(f"{subscriber.email}: {verb} to {', '.join(subscriber.keywords)} ({subscriber.file})")
+    return EXIT_OK
+
+
+def _is_bouncing(settings: Settings, email: str) -> bool:
+    """Subscribing a bouncing address again restarts its subscription (and retries it)."""
+    if not settings.store.path.exists():
+        return False
+    with Store(settings.store.path, lock=False) as store:
+        delivery = store.delivery(address_key(email.strip()))
+    return delivery is not None and delivery.state == "bouncing"
+
+
+def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        removed = remove_subscriber(settings.subscribers.dir, args.email)
+    except SubscriberError as err:
+        raise UsageError(f"{shown(args.email)}: {err}") from None
+    if removed is None:
+        print(f"{shown(args.email)}: not subscribed", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{args.email}: unsubscribed (removed {removed})")
+    return EXIT_OK
+
+
+def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
+    roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
+    deliveries = {}
+    if settings.store.path.exists():
+        with Store(settings.store.path, lock=False) as store:
+            deliveries = store.deliveries()
+    for subscriber in roster.subscribers:
+        delivery = deliveries.get(subscriber.key)
+        if is_new_subscription(subscriber, delivery):
+            last, state = "never", "new (welcome issue next)"
+        else:
+            last = f"{delivery.last_sent or 'never'} (cycle {delivery.last_cycle})"
+            state = delivery.state
+            if delivery.state == "active" and delivery.failures:
+                state = f"pending ({delivery.failures} temporary failures: {delivery.last_error})"
+            if delivery.state == "bouncing":
+                state = f"bouncing ({delivery.bounces} refusals: {delivery.last_error})"
+        name = f" ({subscriber.name})" if subscriber.name else ""
+        keywords = ", ".join(subscriber.keywords)
+        print(f"{subscriber.email}{name}: {keywords}; last delivery {last}; {state}")
+    for problem in roster.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(f"{len(roster.subscribers)} subscribers, {len(roster.problems)} files skipped")
+    return EXIT_OK
+
+
+def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        html, text, subject = preview(settings, args.email)
+    except SubscriberError as err:
+        raise UsageError(f"{shown(args.email)}: {err}") from None
+    if html is None:
+        print(f"{args.email}: nothing new for this subscriber; no digest would be sent")
+        return EXIT_OK
+    body = text if args.text else html
+    if args.out:
+        Path(args.out).write_text(body, encoding="utf-8")
+        print(f"{args.email}: {subject} -> {args.out}")
+    else:
+        sys.stdout.write(body)
+    return EXIT_OK
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,6 +197,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild the Markdown archive from the papers already in the store.",
     )
     archive.set_defaults(handler=cmd_archive)
+
+    subscribe = commands.add_parser(
+        "subscribe",
+        help="add a subscriber, or change their keywords",
+        description="Create or update the subscriber's file in the subscribers directory. "
+        "A new subscriber's first digest is a welcome issue with the latest papers.",
+    )
+    subscribe.add_argument("email", help="one address, like name@example.org")
+    subscribe.add_argument(
+        "--keyword",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="a keyword name from settings.toml (repeat for several; case does not matter)",
+    )
+    subscribe.add_argument("--name", help="how to greet them (optional)")
+    subscribe.set_defaults(handler=cmd_subscribe)
+
+    unsubscribe = commands.add_parser(
+        "unsubscribe", help="remove a subscriber", description="Delete the subscriber's file."
+    )
+    unsubscribe.add_argument("email")
+    unsubscribe.set_defaults(handler=cmd_unsubscribe)
+
+    subscribers = commands.add_parser(
+        "subscribers",
+        help="list subscribers with keywords, last delivery and state",
+        description="List every subscriber file with its keywords, the last delivery and "
+        "the state (new, active, pending, bouncing); problems with files go to stderr.",
+    )
+    subscribers.set_defaults(handler=cmd_subscribers)
+
+    preview_parser = commands.add_parser(
+        "preview",
+        help="render a subscriber's next digest without sending it",
+        description="Render the digest this subscriber would get next (HTML, or the text "
+        "part with --text), without sending and without changing any state.",
+    )
+    preview_parser.add_argument("email")
+    preview_parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    preview_parser.add_argument("--text", action="store_true", help="the plain-text part")
+    preview_parser.set_defaults(handler=cmd_preview)
     return parser
 
 
@@ -117,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as err:
         print(err, file=sys.stderr)
         return EXIT_USAGE
-    except (StoreError, AlreadyRunning, ArchiveError) as err:
+    except (StoreError, AlreadyRunning, ArchiveError, MailerError, SecretError) as err:
         print(err, file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .addresses import AddressError, parse_mailbox
+
 DEFAULT_SETTINGS = "settings.toml"
 SETTINGS_ENV = "NEWSLETTER_SETTINGS"
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
@@ -53,6 +55,49 @@ class StoreSettings:
 class ArchiveSettings:
     path: Path
     max_papers: int = 100
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class SubscribersSettings:
+    dir: Path
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    sender: str  # digest.from, as written: "Daily Papers <papers@example.org>"
+    sender_address: str
+    templates: Path
+    subject: str = "[Daily Papers] {count} new papers: {keywords} ({date})"
+    welcome_subject: str = "[Daily Papers] Welcome: {count} recent papers: {keywords}"
+    max_papers_per_keyword: int = 20
+    max_html_bytes: int = 95_000
+    unsubscribe_url: str = ""
+    list_id: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.sender_address.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"  # none | starttls | tls
+    username: str = ""
+    password_env: str = ""
+    password_file: Path | None = None
+    timeout_seconds: float = 30.0
+    max_connections: int = 4
+    retries: int = 2
+    retry_delay_seconds: float = 5.0
+    max_bounces: int = 3
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    secret_file: Path
 
 
 @dataclass(frozen=True)
@@ -62,6 +107,10 @@ class Settings:
     keywords: tuple[Keyword, ...]
     store: StoreSettings
     archive: ArchiveSettings
+    subscribers: SubscribersSettings
+    digest: DigestSettings
+    smtp: SmtpSettings
+    web: WebSettings
 
     @property
     def keyword_names(self) -> tuple[str, ...]:
@@ -152,9 +201,19 @@ class _Table:
         )
         return None if value is None else tuple(value)
 
-    def path(self, key: str, default: str, base: Path) -> Path:
-        value = Path(self.string(key, default))
+    def path(self, key: str, default: str | None, base: Path) -> Path | None:
+        value = self.string(key, default)
+        if value is None:
+            return None
+        value = Path(value)
         return value if value.is_absolute() else base / value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        return self._get(key, default, " | ".join(choices), lambda v: v in choices)
+
+    def table(self, key: str) -> _Table:
+        """A sub-table (missing means empty); the caller must finish() it."""
+        return _Table(self.file, f"[{key}]", self._get(key, {}, "a table", lambda v: True))
 
     def finish(self) -> None:
         unknown = sorted(set(self.raw) - self.used)
@@ -162,10 +221,26 @@ class _Table:
             raise ConfigError(f"{self.file}: {self.where} has unknown key {unknown[0]!r}")
 
 
-def _check_url(table: _Table, key: str, value: str) -> str:
+def _check_url(
+    table: _Table, key: str, value: str, schemes: tuple[str, ...] = ("http", "https")
+) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise table.fail(key, "an http:// or https:// URL", value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise table.fail(key, "an " + " or ".join(f"{s}://" for s in schemes) + " URL", value)
+    return value
+
+
+def _optional_url(table: _Table, key: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    value = table.string(key, "", nonempty=False)
+    return _check_url(table, key, value, schemes) if value else ""
+
+
+def _check_template(table: _Table, key: str, value: str, fields: tuple[str, ...]) -> str:
+    """A str.format template may use only the named fields; fail now, not at send time."""
+    try:
+        value.format(**{f: "" for f in fields})
+    except (KeyError, IndexError, ValueError) as err:
+        raise table.fail(key, f"a text using only {{{'}, {'.join(fields)}}}", value) from err
     return value
 
 
@@ -243,26 +318,114 @@ def load_settings(path: Path) -> Settings:
     return parse_settings(raw, path)
 
 
+def _store(file: str, t: _Table, state_base: Path) -> StoreSettings:
+    result = StoreSettings(path=t.path("path", "state/newsletter.json", state_base))
+    t.finish()
+    return result
+
+
+def _archive(t: _Table, base: Path) -> ArchiveSettings:
+    result = ArchiveSettings(
+        path=t.path("path", "archive/README.md", base),
+        max_papers=t.integer("max_papers", 100, minimum=1),
+        public_url=_optional_url(t, "public_url"),
+    )
+    t.finish()
+    return result
+
+
+def _digest(t: _Table, base: Path) -> DigestSettings:
+    sender = t.string("from", "Daily Papers <daily-papers@example.org>")
+    try:
+        _, sender_address = parse_mailbox(sender)
+    except AddressError as err:
+        raise t.fail(
+            "from", f"one address like 'Name <name@example.org>' ({err})", sender
+        ) from None
+    d = DigestSettings(sender=sender, sender_address=sender_address, templates=base)
+    fields = ("count", "keywords", "date")
+    list_id = t.string("list_id", "", nonempty=False)
+    if any(c in list_id for c in "<>\r\n \t"):
+        raise t.fail("list_id", "a dotted name like papers.example.org", list_id)
+    result = DigestSettings(
+        sender=sender,
+        sender_address=sender_address,
+        templates=t.path("templates", "templates", base),
+        subject=_check_template(t, "subject", t.string("subject", d.subject), fields),
+        welcome_subject=_check_template(
+            t, "welcome_subject", t.string("welcome_subject", d.welcome_subject), fields
+        ),
+        max_papers_per_keyword=t.integer(
+            "max_papers_per_keyword", d.max_papers_per_keyword, minimum=1
+        ),
+        max_html_bytes=t.integer("max_html_bytes", d.max_html_bytes, minimum=10_000),
+        unsubscribe_url=_optional_url(t, "unsubscribe_url", ("https",)),
+        list_id=list_id or f"daily-papers.{sender_address.rpartition('@')[2]}",
+    )
+    t.finish()
+    return result
+
+
+def _smtp(t: _Table, base: Path) -> SmtpSettings:
+    d = SmtpSettings()
+    security = t.choice("security", d.security, ("none", "starttls", "tls"))
+    result = SmtpSettings(
+        host=t.string("host", d.host),
+        port=t.integer(
+            "port", 465 if security == "tls" else 587 if security == "starttls" else 25, minimum=1
+        ),
+        security=security,
+        username=t.string("username", "", nonempty=False),
+        password_env=t.string("password_env", "", nonempty=False),
+        password_file=t.path("password_file", None, base),
+        timeout_seconds=t.number("timeout_seconds", d.timeout_seconds, minimum=0.1),
+        max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        retries=t.integer("retries", d.retries),
+        retry_delay_seconds=t.number("retry_delay_seconds", d.retry_delay_seconds),
+        max_bounces=t.integer("max_bounces", d.max_bounces, minimum=1),
+    )
+    if result.port > 65535:
+        raise t.fail("port", "a port number 1-65535", result.port)
+    if result.username and not (result.password_env or result.password_file):
+        raise t.fail(
+            "password_env",
+            "set (or password_file) when username is set; the password never goes in this file",
+        )
+    t.finish()
+    return result
+
+
 def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
     file = str(path)
     base = path.parent
-    top = _Table(file, "top level", raw)
-    arxiv = _arxiv(file, top._get("arxiv", {}, "a table", lambda v: True))
-    keywords = _keywords(file, top._get("keywords", None, "", lambda v: True))
-
     # Under systemd, StateDirectory= sets $STATE_DIRECTORY (colon-separated if several).
     state_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     state_base = Path(state_dir) if state_dir else base
-    t = _Table(file, "[store]", top._get("store", {}, "a table", lambda v: True))
-    store = StoreSettings(path=t.path("path", "state/newsletter.json", state_base))
-    t.finish()
 
-    t = _Table(file, "[archive]", top._get("archive", {}, "a table", lambda v: True))
-    archive = ArchiveSettings(
-        path=t.path("path", "archive/README.md", base),
-        max_papers=t.integer("max_papers", 100, minimum=1),
+    top = _Table(file, "top level", raw)
+    arxiv = _arxiv(file, top._get("arxiv", {}, "a table", lambda v: True))
+    keywords = _keywords(file, top._get("keywords", None, "", lambda v: True))
+    store = _store(file, top.table("store"), state_base)
+    archive = _archive(top.table("archive"), base)
+    t = top.table("subscribers")
+    subscribers = SubscribersSettings(dir=t.path("dir", "subscribers", base))
+    t.finish()
+    digest = _digest(top.table("digest"), base)
+    smtp = _smtp(top.table("smtp"), base)
+    t = top.table("web")
+    web = WebSettings(
+        secret_file=t.path("secret_file", str(store.path.parent / "secret.key"), state_base)
     )
     t.finish()
-
     top.finish()
-    return Settings(file=path, arxiv=arxiv, keywords=keywords, store=store, archive=archive)
+    return Settings(
+        file=path,
+        arxiv=arxiv,
+        keywords=keywords,
+        store=store,
+        archive=archive,
+        subscribers=subscribers,
+        digest=digest,
+        smtp=smtp,
+        web=web,
+    )

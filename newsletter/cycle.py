@@ -7,16 +7,18 @@ before the next starts, so a crash anywhere repeats at most the step in flight.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from .archive import ArchiveError, newest_by_keyword, render_archive, write_archive
 from .arxiv_source import ArxivClient, FetchError, fetch_keyword
 from .config import Settings
 from .crashpoints import crashpoint
-from .papers import Paper
+from .deliver import DeliveryReport, deliver_digests
+from .papers import Paper, StoredPaper
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class CycleReport:
     archive_written: bool
     archive_error: str | None
     seconds: float
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
 
     @property
     def failed_keywords(self) -> tuple[KeywordReport, ...]:
@@ -69,13 +72,14 @@ class CycleReport:
         )
 
 
-def archive_sections(settings: Settings, store: Store) -> dict[str, list[Paper]]:
-    entries = ((s.paper, s.keywords) for s in store.stored_papers())
-    return newest_by_keyword(entries, settings.keyword_names, settings.archive.max_papers)
+def archive_sections(settings: Settings, store: Store) -> dict[str, list[StoredPaper]]:
+    return newest_by_keyword(
+        store.stored_papers(), settings.keyword_names, settings.archive.max_papers
+    )
 
 
 def publish_archive(
-    settings: Settings, sections: dict[str, list[Paper]], today: date | None = None
+    settings: Settings, sections: dict[str, list[StoredPaper]], today: date | None = None
 ) -> bool:
     """Write the archive file; True when it changed. Raises ArchiveError."""
     text = render_archive(sections, settings.archive.max_papers, today or datetime.now(UTC).date())
@@ -88,6 +92,7 @@ def run_cycle(
     *,
     sleep: Callable[[float], None] = time.sleep,
     today: date | None = None,
+    stop: threading.Event | None = None,
 ) -> CycleReport:
     started = time.monotonic()
     number = store.begin_cycle()
@@ -148,13 +153,21 @@ def run_cycle(
         log.error("archive: %s", err)
     crashpoint("after-archive")
 
+    delivery = deliver_digests(settings, store, number, today=today, stop=stop)
+    log.info("%s", delivery.summary())
+
     report = CycleReport(
         number=number,
         keywords=keywords,
         archive_written=written,
         archive_error=archive_error,
         seconds=time.monotonic() - started,
+        delivery=delivery,
     )
-    store.finish_cycle(number, archive_error=archive_error)
+    store.finish_cycle(
+        number,
+        archive_error=archive_error,
+        mail={"sent": delivery.sent, "pending": delivery.pending, "bounced": delivery.bounced},
+    )
     log.info("%s", report.summary())
     return report

@@ -93,6 +93,15 @@ class Paper:
         return False
 
 
+@dataclass(frozen=True)
+class StoredPaper:
+    """A paper as the store knows it: which keywords matched it, and when it was first seen."""
+
+    paper: Paper
+    keywords: tuple[str, ...]
+    first_seen: int  # the cycle number
+
+
 class _Author(Protocol):
     name: str
 

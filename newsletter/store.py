@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from tinydb.storages import Storage
 
 from .crashpoints import crashpoint
 from .fsutil import InstanceLock, remove_stale_temps, write_atomic
-from .papers import Paper
+from .papers import Paper, StoredPaper
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +123,26 @@ class BatchingMiddleware(Middleware):
 
 
 @dataclass(frozen=True)
-class StoredPaper:
-    paper: Paper
-    keywords: tuple[str, ...]
-    first_seen: int  # the cycle that first saw it
-
-
-@dataclass(frozen=True)
 class KeywordDiff:
     new: int
     updated: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What we know of one subscription's mail: O(1) per subscriber, never per paper."""
+
+    key: str  # the address, case-folded
+    since: str = ""  # the subscription's start (its file's `created`); another means a new one
+    last_cycle: int = 0  # every paper first seen up to this cycle has been delivered
+    last_sent: str = ""
+    failures: int = 0  # consecutive temporary failures
+    bounces: int = 0  # consecutive permanent refusals
+    state: str = "active"  # active | bouncing
+    last_error: str = ""
+
+
+FLUSH_EVERY = 500  # deliveries kept only in the journal before the store is rewritten
 
 
 def _now() -> str:
@@ -154,11 +165,25 @@ class Store:
             self._papers = self.db.table("papers", cache_size=0)
             self._cycles = self.db.table("cycles", cache_size=0)
             self._paper_doc: dict[str, int] = {doc["id"]: doc.doc_id for doc in self._papers.all()}
+            self._deliveries = self.db.table("deliveries", cache_size=0)
+            self._delivery: dict[str, Delivery] = {
+                doc["key"]: Delivery(**doc) for doc in self._deliveries.all()
+            }
+            self._delivery_doc = {doc["key"]: doc.doc_id for doc in self._deliveries.all()}
+            self._changed: set[str] = set()
+            self.journal = _Journal(path.with_name(path.name + ".journal"))
+            for key, since, cycle, at in self.journal.read():
+                self._apply_sent(key, since, cycle, at)
+            if lock and self._changed:
+                self.flush_deliveries()
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
+        journal = getattr(self, "journal", None)
+        if journal is not None:
+            journal.close()
         if self.lock:
             self.lock.release()
 
@@ -184,8 +209,12 @@ class Store:
     def paper_count(self) -> int:
         return len(self._paper_doc)
 
-    def stored_papers(self) -> list[StoredPaper]:
-        return [_stored(doc) for doc in self._papers.all()]
+    def stored_papers(self, seen_after: int | None = None) -> list[StoredPaper]:
+        """All papers, or those first seen after a cycle (filtered before conversion: cheap)."""
+        docs = self._papers.all()
+        if seen_after is not None:
+            docs = [d for d in docs if d["first_seen"] > seen_after]
+        return [_stored(doc) for doc in docs]
 
     def keywords_with_papers(self) -> set[str]:
         return {k for doc in self._papers.all() for k in doc["keywords"]}
@@ -226,7 +255,8 @@ class Store:
                 ids = self._papers.insert_multiple(inserts.values())
                 self._paper_doc.update(zip(inserts, ids, strict=True))
             if updates:
-                self._papers.update(_replace_from(updates.values()), doc_ids=list(updates))
+                by_id = {r["id"]: r for r in updates.values()}
+                self._papers.update(_replace_by("id", by_id), doc_ids=list(updates))
             crashpoint("after-diff")
         return {k: KeywordDiff(new=n, updated=u) for k, (n, u) in counts.items()}
 
@@ -249,6 +279,75 @@ class Store:
 
     def cycles(self) -> list[dict[str, Any]]:
         return sorted((dict(d) for d in self._cycles.all()), key=lambda d: d["number"])
+
+    # -- deliveries -----------------------------------------------------------
+
+    def delivery(self, key: str) -> Delivery | None:
+        return self._delivery.get(key)
+
+    def deliveries(self) -> dict[str, Delivery]:
+        return dict(self._delivery)
+
+    def _apply_sent(self, key: str, since: str, cycle: int, at: str) -> None:
+        old = self._delivery.get(key)
+        last = old.last_cycle if old and old.since == since else 0
+        self._delivery[key] = Delivery(
+            key=key, since=since, last_cycle=max(last, cycle), last_sent=at
+        )
+        self._changed.add(key)
+
+    def record_sent(self, key: str, since: str, cycle: int) -> None:
+        """Called right after the server accepted a message. The journal line makes it
+        survive a kill at once; the store itself is rewritten every FLUSH_EVERY."""
+        at = _now()
+        self.journal.append(key, since, cycle, at)
+        self._apply_sent(key, since, cycle, at)
+        if self.journal.lines >= FLUSH_EVERY:
+            self.flush_deliveries()
+
+    def record_failure(
+        self, key: str, since: str, *, permanent: bool, detail: str, max_bounces: int
+    ) -> Delivery:
+        old = self._delivery.get(key)
+        if old is None or old.since != since:
+            old = Delivery(key=key, since=since)
+        if permanent:
+            bounces = old.bounces + 1
+            new = replace(
+                old,
+                bounces=bounces,
+                state="bouncing" if bounces >= max_bounces else old.state,
+                last_error=detail,
+            )
+        else:
+            new = replace(old, failures=old.failures + 1, last_error=detail)
+        self._delivery[key] = new
+        self._changed.add(key)
+        return new
+
+    def flush_deliveries(self) -> None:
+        """Write changed delivery records to the store (one write), then empty the journal."""
+        if not self._changed:
+            self.journal.clear()
+            return
+        inserts = []
+        updates: dict[int, dict[str, Any]] = {}
+        for key in self._changed:
+            record = asdict(self._delivery[key])
+            doc_id = self._delivery_doc.get(key)
+            if doc_id is None:
+                inserts.append(record)
+            else:
+                updates[doc_id] = record
+        with self.batch():
+            if inserts:
+                ids = self._deliveries.insert_multiple(inserts)
+                self._delivery_doc.update(zip((r["key"] for r in inserts), ids, strict=True))
+            if updates:
+                by_key = {r["key"]: r for r in updates.values()}
+                self._deliveries.update(_replace_by("key", by_key), doc_ids=list(updates))
+        self._changed.clear()
+        self.journal.clear()
 
 
 def _stored(doc: Mapping[str, Any]) -> StoredPaper:
@@ -276,13 +375,61 @@ def _merge(record: dict[str, Any], paper: Paper, keyword: str) -> bool:
     return changed
 
 
-def _replace_from(records: Iterable[dict[str, Any]]) -> Any:
-    """One TinyDB update operation replacing many paper documents (one pass, one write)."""
-    by_id = {record["id"]: record for record in records}
+def _replace_by(field: str, records: Mapping[str, dict[str, Any]]) -> Any:
+    """One TinyDB update operation replacing many documents, matched on `field`
+    (one pass over the table, one write)."""
 
     def transform(doc: dict[str, Any]) -> None:
-        record = by_id[doc["id"]]
+        record = records[doc[field]]
         doc.clear()
         doc.update(record)
 
     return transform
+
+
+class _Journal:
+    """Append-only lines of accepted deliveries, between two rewrites of the store.
+
+    One write() per line on an O_APPEND descriptor: a process killed at any
+    moment leaves every earlier line intact (at worst a torn last line, which
+    is ignored). Lines are replayed into the store at the next open.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+        self.lines = 0
+
+    def read(self) -> list[tuple[str, str, int, str]]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            try:
+                item = json.loads(line)
+                entries.append((item["key"], item["since"], int(item["cycle"]), item["at"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: ignored a torn line", self.path)
+        return entries
+
+    def append(self, key: str, since: str, cycle: int, at: str) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        line = json.dumps({"key": key, "since": since, "cycle": cycle, "at": at}) + "\n"
+        os.write(self._fd, line.encode())
+        self.lines += 1
+
+    def clear(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+        elif self.path.exists():
+            self.path.write_bytes(b"")
+        self.lines = 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from arxiv_server import FakeArxiv
+from smtp_server import SmtpServer
 
 from newsletter.config import Settings, load_settings
+from newsletter.subscribers import Subscriber, save_subscriber
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_KEYWORDS = ["Hallucination", "MLLM", "Reasoning", "Reward Model"]
@@ -51,8 +53,10 @@ def _is_tables(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def settings_dict(root: Path, api_url: str, keywords: list[str] | None = None) -> dict[str, Any]:
-    """Settings for a test: fast arXiv pacing, everything under `root`."""
+def settings_dict(
+    root: Path, api_url: str, smtp_port: int = 25, keywords: list[str] | None = None
+) -> dict[str, Any]:
+    """Settings for a test: fast arXiv pacing and SMTP retries, everything under `root`."""
     (root / "archive").mkdir(exist_ok=True)
     return {
         "arxiv": {
@@ -64,6 +68,19 @@ def settings_dict(root: Path, api_url: str, keywords: list[str] | None = None) -
         "keywords": [{"name": n} for n in (keywords or ["Hallucination", "MLLM"])],
         "store": {"path": str(root / "state" / "newsletter.json")},
         "archive": {"path": str(root / "archive" / "README.md"), "max_papers": 100},
+        "subscribers": {"dir": str(root / "subscribers")},
+        "digest": {
+            "from": "Daily Papers <papers@example.org>",
+            "templates": str(REPO / "templates"),
+        },
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "timeout_seconds": 5,
+            "retries": 1,
+            "retry_delay_seconds": 0.05,
+        },
+        "web": {"secret_file": str(root / "state" / "secret.key")},
     }
 
 
@@ -75,7 +92,16 @@ def arxiv_server() -> Iterator[FakeArxiv]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, arxiv_server: FakeArxiv) -> Callable[..., Settings]:
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, arxiv_server: FakeArxiv, smtp_server: SmtpServer
+) -> Callable[..., Settings]:
     """make_settings(**changes) writes settings.toml in tmp_path and loads it.
 
     `changes` maps a section to the keys to change, e.g. archive={"max_papers": 3};
@@ -83,7 +109,7 @@ def make_settings(tmp_path: Path, arxiv_server: FakeArxiv) -> Callable[..., Sett
     """
 
     def make(keywords: list[str] | list[dict[str, Any]] | None = None, **changes: Any) -> Settings:
-        data = settings_dict(tmp_path, arxiv_server.url)
+        data = settings_dict(tmp_path, arxiv_server.url, smtp_server.port)
         if keywords is not None:
             data["keywords"] = [k if isinstance(k, dict) else {"name": k} for k in keywords]
         for section, values in changes.items():
@@ -107,3 +133,12 @@ def run_cli(
         env=full_env,
         timeout=timeout,
     )
+
+
+def subscribe(
+    settings: Settings, email: str, *keywords: str, name: str | None = None
+) -> Subscriber:
+    subscriber, _ = save_subscriber(
+        settings.subscribers.dir, email, keywords, settings.keyword_names, name=name
+    )
+    return subscriber

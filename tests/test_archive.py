@@ -17,7 +17,7 @@ from newsletter.archive import (
     write_archive,
 )
 from newsletter.cycle import run_cycle
-from newsletter.papers import Paper
+from newsletter.papers import Paper, StoredPaper
 from newsletter.store import Store
 
 SEED_DAY = date(2025, 3, 7)
@@ -90,13 +90,13 @@ def test_rows_newest_first_by_published_ties_by_id_descending():
         paper("2502.00001", published=datetime(2025, 2, 1, tzinfo=UTC), updated=same),
         paper("2503.00005", published=datetime(2025, 3, 3, tzinfo=UTC)),
     ]
-    grouped = newest_by_keyword(((p, ["K"]) for p in papers), ["K"], 3)
-    assert [p.id for p in grouped["K"]] == ["2503.00005", "2503.00009", "2503.00001"]
+    grouped = newest_by_keyword((StoredPaper(p, ("K",), 1) for p in papers), ["K"], 3)
+    assert [s.paper.id for s in grouped["K"]] == ["2503.00005", "2503.00009", "2503.00001"]
 
 
 def test_a_paper_appears_under_every_keyword_it_matched():
-    p = paper()
-    grouped = newest_by_keyword([(p, ["A", "B"])], ["A", "B", "C"], 10)
+    p = StoredPaper(paper(), ("A", "B"), 1)
+    grouped = newest_by_keyword([p], ["A", "B", "C"], 10)
     assert grouped == {"A": [p], "B": [p], "C": []}
 
 
@@ -138,13 +138,16 @@ def test_comment_cell_formats():
 
 def test_archive_not_rewritten_when_only_the_date_changes(tmp_path: Path):
     path = tmp_path / "README.md"
-    sections = {"K": [paper()]}
+    sections = {"K": [StoredPaper(paper(), ("K",), 1)]}
     assert write_archive(path, render_archive(sections, 100, date(2025, 3, 1)))
     before = path.stat().st_mtime_ns
     assert not write_archive(path, render_archive(sections, 100, date(2025, 3, 2)))
     assert path.stat().st_mtime_ns == before
     assert "Last update: 2025-03-01" in path.read_text()
-    assert write_archive(path, render_archive({"K": [paper(title="New")]}, 100, date(2025, 3, 2)))
+    assert write_archive(
+        path,
+        render_archive({"K": [StoredPaper(paper(title="New"), ("K",), 1)]}, 100, date(2025, 3, 2)),
+    )
     assert "Last update: 2025-03-02" in path.read_text()
 
 

@@ -1,0 +1,216 @@
+"""Sending messages over SMTP with aiosmtplib, and saying what became of each.
+
+`max_connections` workers share one queue; each keeps its connection open for
+many messages. Every outcome is reported through a callback the moment it is
+known, so the caller can record a delivery right after the server accepted it.
+
+Failures are classified per message:
+- temporary (4xx, refused/dropped connection, timeout): retried within the run
+  with backoff, then reported "temporary" (the caller keeps it pending);
+- permanent (5xx for that recipient or that message): reported "permanent".
+When the server cannot be reached at all, the rest of the queue is reported
+temporary at once instead of being tried message by message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosmtplib
+
+from .config import SmtpSettings
+from .crashpoints import crashpoint
+
+log = logging.getLogger(__name__)
+
+SENT, TEMPORARY, PERMANENT = "sent", "temporary", "permanent"
+
+
+class MailerError(Exception):
+    """A setup problem (no password); str() says which setting to fix."""
+
+
+@dataclass(frozen=True)
+class Outbound:
+    recipient: str
+    data: bytes  # the whole message, CRLF line endings
+    key: str = ""  # whatever the caller needs to match the outcome (subscriber key)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: Outbound
+    status: str  # SENT | TEMPORARY | PERMANENT
+    detail: str = ""
+
+
+def read_password(settings: SmtpSettings) -> str | None:
+    """The SMTP password from the environment, a file, or systemd's credentials directory.
+
+    Never from settings.toml: that file is meant to be readable and kept in git.
+    A password_file that does not exist is looked up by name in
+    $CREDENTIALS_DIRECTORY (systemd's LoadCredential=).
+    """
+    if not settings.username:
+        return None
+    if settings.password_env and os.environ.get(settings.password_env):
+        return os.environ[settings.password_env]
+    path = settings.password_file
+    if path is None:
+        raise MailerError(
+            f"[smtp] password_env: the environment variable {settings.password_env} is not set"
+        )
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and not path.exists() and (Path(credentials) / path.name).exists():
+        path = Path(credentials) / path.name
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as err:
+        raise MailerError(f"[smtp] password_file {path}: {err.strerror}") from None
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        return f"{err.code} {err.message}"
+    return str(err) or type(err).__name__
+
+
+def _classify(err: BaseException) -> tuple[str, str, bool]:
+    """(status, detail, connection_lost) for an exception from sending one message."""
+    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+        first = err.recipients[0]
+        status = PERMANENT if first.code >= 500 else TEMPORARY
+        return status, f"{first.code} {first.message}", False
+    if isinstance(err, aiosmtplib.SMTPSenderRefused):
+        # The server refuses *our* sender: a setup problem, never the subscriber's fault.
+        return TEMPORARY, f"sender refused: {err.code} {err.message}", False
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        status = PERMANENT if err.code >= 500 else TEMPORARY
+        return status, _describe(err), err.code == 421
+    if isinstance(err, aiosmtplib.SMTPException | OSError | asyncio.TimeoutError):
+        return TEMPORARY, _describe(err), True
+    raise err
+
+
+class Mailer:
+    """A pool of SMTP connections fed from one queue."""
+
+    def __init__(self, settings: SmtpSettings, sender: str, password: str | None = None):
+        self.settings = settings
+        self.sender = sender
+        self.password = password
+        self.server_down: str | None = None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            timeout=s.timeout_seconds,
+            use_tls=s.security == "tls",
+            start_tls=True if s.security == "starttls" else False if s.security == "none" else None,
+        )
+        await client.connect()
+        if s.username:
+            await client.login(s.username, self.password or "")
+        return client
+
+    async def _worker(
+        self,
+        items: Iterator[Outbound],
+        report: Callable[[Outcome], None],
+        stop: threading.Event,
+    ) -> None:
+        client: aiosmtplib.SMTP | None = None
+        try:
+            while not stop.is_set():
+                item = next(items, None)
+                if item is None:
+                    break
+                if self.server_down:
+                    report(Outcome(item, TEMPORARY, self.server_down))
+                    continue
+                client = await self._deliver(client, item, report, stop)
+        finally:
+            if client is not None and client.is_connected:
+                try:
+                    await asyncio.wait_for(client.quit(), timeout=2)
+                except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                    client.close()
+
+    async def _deliver(
+        self,
+        client: aiosmtplib.SMTP | None,
+        item: Outbound,
+        report: Callable[[Outcome], None],
+        stop: threading.Event,
+    ) -> aiosmtplib.SMTP | None:
+        """Try one message until it is accepted, refused, or out of retries."""
+        attempt = 0
+        while True:
+            connecting = client is None
+            try:
+                if client is None:
+                    client = await self._connect()
+                    connecting = False
+                await client.sendmail(self.sender, [item.recipient], item.data)
+            except Exception as err:
+                if connecting:  # greeting, STARTTLS, login: never the recipient's fault
+                    status, detail, lost = TEMPORARY, _describe(err), True
+                else:
+                    status, detail, lost = _classify(err)
+                if lost:
+                    if client is not None:
+                        client.close()
+                    client = None
+            else:
+                report(Outcome(item, SENT))
+                crashpoint("after-send")
+                return client
+            if status == PERMANENT:
+                report(Outcome(item, PERMANENT, detail))
+                return client
+            attempt += 1
+            if attempt > self.settings.retries or stop.is_set():
+                if connecting:
+                    where = f"{self.settings.host}:{self.settings.port}"
+                    self.server_down = f"cannot use the SMTP server {where}: {detail}"
+                    log.warning("smtp: %s; the rest of this run stays pending", self.server_down)
+                report(Outcome(item, TEMPORARY, detail))
+                return client
+            delay = self.settings.retry_delay_seconds * 2 ** (attempt - 1)
+            log.info("smtp: %s for %s; retry %d in %.1f s", detail, item.recipient, attempt, delay)
+            await asyncio.sleep(delay)
+
+    async def send_all(
+        self,
+        items: Iterator[Outbound],
+        report: Callable[[Outcome], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Send everything `items` yields (lazily: messages are built as workers take them)."""
+        stop = stop or threading.Event()
+        workers = [
+            asyncio.create_task(self._worker(items, report, stop))
+            for _ in range(self.settings.max_connections)
+        ]
+        await asyncio.gather(*workers)
+
+
+def send_all(
+    settings: SmtpSettings,
+    sender: str,
+    items: Iterator[Outbound],
+    report: Callable[[Outcome], None],
+    *,
+    password: str | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Synchronous entry point: runs the pool in its own event loop."""
+    asyncio.run(Mailer(settings, sender, password).send_all(items, report, stop))

@@ -1,0 +1,259 @@
+"""Subscriber files: one small TOML file per person in `subscribers/`.
+
+Files, not database rows, so an admin can review subscriptions in git and edit
+them by hand, and tools can add and remove them between cycles. The daemon
+reads the directory at every cycle; a broken file is reported and skipped,
+never allowed to stop everyone else's digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .addresses import AddressError, address_key, normalize_address
+from .fsutil import write_atomic
+
+log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 64 * 1024
+MAX_NAME = 100
+KNOWN_KEYS = {"email", "name", "keywords", "source", "created", "confirmed"}
+
+
+class SubscriberError(ValueError):
+    """Bad subscriber input; str() is one line naming the address or file."""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    keywords: tuple[str, ...]
+    name: str = ""
+    source: str = ""
+    created: str = ""  # ISO time the subscription started; a new one means a new welcome
+    confirmed: str = ""
+    file: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return address_key(self.email)
+
+
+def canonical_keywords(requested: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+    """Map names to their spelling in settings (case-insensitive), in settings order.
+
+    Raises SubscriberError naming the unknown ones and listing the valid names.
+    """
+    by_fold = {k.casefold(): k for k in known}
+    wanted = {" ".join(r.split()).casefold() for r in requested}
+    unknown = [r for r in requested if " ".join(r.split()).casefold() not in by_fold]
+    if unknown:
+        raise SubscriberError(
+            f"unknown keyword {', '.join(repr(u) for u in unknown)}; "
+            f"valid keywords: {', '.join(known)}"
+        )
+    if not wanted:
+        raise SubscriberError(f"choose at least one keyword; valid keywords: {', '.join(known)}")
+    return tuple(k for k in known if k.casefold() in wanted)
+
+
+def check_name(name: str) -> str:
+    if any(c in name for c in "\r\n\0"):
+        raise SubscriberError("the name must not contain line breaks")
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise SubscriberError(f"the name must be at most {MAX_NAME} characters")
+    return name
+
+
+def file_name(address: str) -> str:
+    """A readable, safe file name for an address; a hash keeps rewritten names unique."""
+    key = address_key(address)
+    safe = re.sub(r"[^a-z0-9@._+-]", "_", key)
+    if safe != key or safe.startswith("."):
+        safe = f"{safe.lstrip('.')}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+    return f"{safe}.toml"
+
+
+def parse_subscriber(path: Path, known: Sequence[str]) -> Subscriber:
+    """Read one subscriber file; raises SubscriberError with the reason."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SubscriberError(f"file is {size} bytes; a subscriber file is at most 64 KiB")
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise SubscriberError(f"cannot read: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SubscriberError(f"not valid TOML: {err}") from None
+    unknown = sorted(set(raw) - KNOWN_KEYS)
+    if unknown:
+        known_keys = ", ".join(sorted(KNOWN_KEYS))
+        raise SubscriberError(f"unknown key {unknown[0]!r} (known: {known_keys})")
+    email = raw.get("email")
+    if not isinstance(email, str):
+        raise SubscriberError("email must be a string like name@example.org")
+    keywords = raw.get("keywords")
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise SubscriberError('keywords must be a list of keyword names, like ["MLLM"]')
+    texts = {k: raw.get(k, "") for k in ("name", "source", "created", "confirmed")}
+    for key, value in texts.items():
+        if not isinstance(value, str):
+            raise SubscriberError(f"{key} must be a string")
+    try:
+        address = normalize_address(email)
+    except AddressError as err:
+        raise SubscriberError(str(err)) from None
+    return Subscriber(
+        email=address,
+        keywords=canonical_keywords(keywords, known),
+        name=check_name(texts["name"]),
+        source=texts["source"],
+        created=texts["created"],
+        confirmed=texts["confirmed"],
+        file=path,
+    )
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Everyone who gets a digest, plus what was wrong with the files that were skipped."""
+
+    subscribers: tuple[Subscriber, ...]
+    problems: tuple[str, ...]
+
+
+def load_subscribers(directory: Path, known: Sequence[str]) -> Roster:
+    """Read every *.toml in the directory; one digest per address, problems reported."""
+    if not directory.is_dir():
+        log.info("%s: no subscriber directory yet, so nobody to mail", directory)
+        return Roster((), ())
+    found: dict[str, Subscriber] = {}
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            subscriber = parse_subscriber(path, known)
+        except SubscriberError as err:
+            problems.append(f"{path}: {err}; skipped")
+            continue
+        first = found.get(subscriber.key)
+        if first is not None:
+            problems.append(
+                f"{path}: {subscriber.email} is also in {first.file}; "
+                "one digest goes out, using the first file"
+            )
+            continue
+        found[subscriber.key] = subscriber
+    return Roster(tuple(found.values()), tuple(problems))
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+def render_subscriber(subscriber: Subscriber) -> str:
+    keywords = ", ".join(_toml_string(k) for k in subscriber.keywords)
+    lines = [
+        "# A Daily Papers subscription. Change the keywords freely (names as in",
+        "# settings.toml); delete this file, or run `newsletter unsubscribe`, to stop.",
+        f"email = {_toml_string(subscriber.email)}",
+    ]
+    if subscriber.name:
+        lines.append(f"name = {_toml_string(subscriber.name)}")
+    lines.append(f"keywords = [{keywords}]")
+    for key in ("source", "created", "confirmed"):
+        value = getattr(subscriber, key)
+        if value:
+            lines.append(f"{key} = {_toml_string(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _read_raw(path: Path) -> dict[str, object]:
+    """A subscriber file's table, leniently: {} when it cannot be read at all."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return {}
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def find_file(directory: Path, address: str) -> Path | None:
+    """The file holding this address: its usual name, else any file that names it
+    (hand-made files may be called anything)."""
+    usual = directory / file_name(address)
+    if usual.exists():
+        return usual
+    key = address_key(address)
+    for path in sorted(directory.glob("*.toml")):
+        email = _read_raw(path).get("email")
+        if isinstance(email, str) and address_key(email.strip()) == key:
+            return path
+    return None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def save_subscriber(
+    directory: Path,
+    address: str,
+    keywords: Sequence[str],
+    known: Sequence[str],
+    *,
+    name: str | None = None,
+    source: str = "cli",
+    confirmed: str = "",
+    restart: bool = False,
+) -> tuple[Subscriber, bool]:
+    """Create or update a subscription; returns it and whether it is new.
+
+    An update keeps the subscription's start time, so the person keeps their
+    delivery history; a new file, or `restart`, starts a new one (and a welcome issue).
+    """
+    try:
+        address = normalize_address(address)
+    except AddressError as err:
+        raise SubscriberError(str(err)) from None
+    chosen = canonical_keywords(keywords, known)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = find_file(directory, address)
+    old = _read_raw(path) if path is not None else {}
+    path = path or directory / file_name(address)
+
+    def kept(key: str, fallback: str) -> str:
+        value = old.get(key)
+        return value if isinstance(value, str) and value else fallback
+
+    subscriber = Subscriber(
+        email=address,
+        keywords=chosen,
+        name=check_name(name if name is not None else kept("name", "")),
+        source=kept("source", source),
+        created=now_iso() if restart else kept("created", now_iso()),
+        confirmed=confirmed or kept("confirmed", ""),
+        file=path,
+    )
+    write_atomic(path, render_subscriber(subscriber).encode(), name="subscriber")
+    return subscriber, not old
+
+
+def remove_subscriber(directory: Path, address: str) -> Path | None:
+    """Delete the subscription file; returns the path removed, or None if there was none."""
+    try:
+        address = normalize_address(address)
+    except AddressError as err:
+        raise SubscriberError(str(err)) from None
+    path = find_file(directory, address) if directory.is_dir() else None
+    if path is not None:
+        path.unlink()
+    return path
