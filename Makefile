@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SETTINGS ?= settings.toml
 
-.PHONY: install test run lint format bench clean
+UNIT_DIR ?= /etc/systemd/system
+
+.PHONY: install test run lint format bench clean install-service
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,3 +35,14 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Install the systemd unit for this checkout (run as root), then print the next steps.
+install-service: install
+	sed "s#/opt/daily-papers#$(CURDIR)#g" systemd/newsletter.service > $(UNIT_DIR)/newsletter.service
+	@echo "Installed $(UNIT_DIR)/newsletter.service for $(CURDIR). Next steps (as root):"
+	@echo "  1. A system user:   useradd --system --home-dir /var/lib/newsletter --shell /usr/sbin/nologin newsletter"
+	@echo "  2. Its files:       chown -R newsletter: $(CURDIR)/archive $(CURDIR)/subscribers"
+	@echo "  3. SMTP password:   install -d -m 0700 /etc/newsletter && install -m 0600 /dev/stdin /etc/newsletter/smtp-password"
+	@echo "                      and in settings.toml: [smtp] password_file = \"smtp-password\""
+	@echo "  4. Start it:        systemctl daemon-reload && systemctl enable --now newsletter"
+	@echo "  5. Watch it:        systemctl status newsletter; journalctl -u newsletter -f"

@@ -8,7 +8,7 @@ naming the file, key or address at fault.
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,15 +17,16 @@ from . import __version__
 from .addresses import address_key
 from .archive import ArchiveError
 from .config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_path
-from .cycle import CycleReport, archive_sections, publish_archive, run_cycle
+from .cycle import CycleReport, archive_sections, publish_archive
+from .daemon import Daemon
 from .deliver import is_new_subscription, preview
 from .fsutil import AlreadyRunning
+from .logs import setup_logging
 from .mailer import MailerError
+from .status import format_status, gather
 from .store import Store, StoreError
 from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
 from .tokens import SecretError
-
-log = logging.getLogger("newsletter")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -38,15 +39,6 @@ def shown(text: str) -> str:
     """Echo input in an error line; quoted when it holds line breaks or other controls,
     so the error stays one line."""
     return text if text.isprintable() else repr(text)
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
 
 
 def print_cycle(report: CycleReport) -> None:
@@ -62,8 +54,12 @@ def print_cycle(report: CycleReport) -> None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    with Store(settings.store.path) as store:
-        report = run_cycle(settings, store)
+    daemon = Daemon(settings, progress=args.progress)
+    if not args.once:
+        return daemon.run()
+    report = daemon.run_once()
+    if report is None:
+        return EXIT_FAILED
     print_cycle(report)
     return EXIT_OK if report.ok else EXIT_FAILED
 
@@ -149,6 +145,12 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    status = gather(settings)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return EXIT_OK
+
+
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     with Store(settings.store.path, lock=False) as store:
         sections = archive_sections(settings, store)
@@ -185,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run the daemon (or one cycle with --once)",
-        description="Fetch, diff, archive and mail. With --once: one cycle, then exit "
-        "(exit 1 if any keyword failed).",
+        description="Run cycles (fetch, diff, archive, mail) at the times in [schedule], "
+        "until SIGTERM or SIGINT; SIGHUP reloads the settings. With --once: one cycle, "
+        "then exit (exit 1 if any keyword failed).",
     )
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
     run.set_defaults(handler=cmd_run)
@@ -239,13 +242,23 @@ def build_parser() -> argparse.ArgumentParser:
     preview_parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     preview_parser.add_argument("--text", action="store_true", help="the plain-text part")
     preview_parser.set_defaults(handler=cmd_preview)
+
+    status_parser = commands.add_parser(
+        "status",
+        help="last cycles, next run, subscribers, pending deliveries",
+        description="Show the last cycles (when, duration, per keyword fetched/new/errors), "
+        "the next scheduled run, subscribers (active, new, bouncing) and pending deliveries. "
+        "Reads the store without the daemon's lock; works while the daemon runs.",
+    )
+    status_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    status_parser.set_defaults(handler=cmd_status)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
+    args.progress = setup_logging(args.log_level)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
         settings = load_settings(settings_path(args.settings))

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .addresses import AddressError, parse_mailbox
 
@@ -101,6 +103,14 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    times: tuple[str, ...] = ("07:00",)  # HH:MM or HH:MM:SS, in `timezone`
+    timezone: str = "UTC"
+    run_on_start: bool = True
+    stop_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     file: Path
     arxiv: ArxivSettings
@@ -111,6 +121,7 @@ class Settings:
     digest: DigestSettings
     smtp: SmtpSettings
     web: WebSettings
+    schedule: ScheduleSettings
 
     @property
     def keyword_names(self) -> tuple[str, ...]:
@@ -395,6 +406,32 @@ def _smtp(t: _Table, base: Path) -> SmtpSettings:
     return result
 
 
+_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+
+
+def _schedule(t: _Table) -> ScheduleSettings:
+    d = ScheduleSettings()
+    times = t.strings("times", list(d.times))
+    for value in times:
+        if not _TIME.match(value):
+            raise t.fail("times", 'a list of times like ["07:00", "18:30"] (24-hour HH:MM)', value)
+    if not times:
+        raise t.fail("times", "at least one time of day", [])
+    zone = t.string("timezone", d.timezone)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.fail("timezone", 'an IANA time zone like "Europe/Berlin"', zone) from None
+    result = ScheduleSettings(
+        times=tuple(dict.fromkeys(times)),
+        timezone=zone,
+        run_on_start=t.boolean("run_on_start", d.run_on_start),
+        stop_timeout_seconds=t.number("stop_timeout_seconds", d.stop_timeout_seconds, minimum=1),
+    )
+    t.finish()
+    return result
+
+
 def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
     file = str(path)
     base = path.parent
@@ -417,6 +454,7 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
         secret_file=t.path("secret_file", str(store.path.parent / "secret.key"), state_base)
     )
     t.finish()
+    schedule = _schedule(top.table("schedule"))
     top.finish()
     return Settings(
         file=path,
@@ -428,4 +466,5 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
         digest=digest,
         smtp=smtp,
         web=web,
+        schedule=schedule,
     )

@@ -6,6 +6,7 @@ before the next starts, so a crash anywhere repeats at most the step in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -42,6 +43,7 @@ class CycleReport:
     archive_error: str | None
     seconds: float
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    interrupted: bool = False
 
     @property
     def failed_keywords(self) -> tuple[KeywordReport, ...]:
@@ -86,25 +88,29 @@ def publish_archive(
     return write_archive(settings.archive.path, text)
 
 
-def run_cycle(
-    settings: Settings,
-    store: Store,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    today: date | None = None,
-    stop: threading.Event | None = None,
-) -> CycleReport:
-    started = time.monotonic()
-    number = store.begin_cycle()
-    log.info("cycle %d: fetching %d keywords", number, len(settings.keywords))
+class Interrupted(Exception):
+    """The daemon is shutting down: stop taking new work, keep what is done."""
 
-    client = ArxivClient(settings.arxiv, sleep=sleep)
-    had_papers = store.keywords_with_papers()
+
+def _fetch_all(
+    settings: Settings,
+    client: ArxivClient,
+    had_papers: set[str],
+    stop: threading.Event,
+    progress: Callable[[str], None],
+) -> tuple[dict[str, tuple[Paper, ...]], dict[str, str], bool]:
+    """(papers by keyword, errors by keyword, interrupted)."""
     fetched: dict[str, tuple[Paper, ...]] = {}
     errors: dict[str, str] = {}
-    for keyword in settings.keywords:
+    total = len(settings.keywords)
+    for done, keyword in enumerate(settings.keywords):
+        progress(f"fetching {keyword.name} ({done + 1}/{total} keywords)")
+        if stop.is_set():
+            return fetched, errors, True
         try:
             result = fetch_keyword(client, keyword, settings.arxiv, keyword.name in had_papers)
+        except Interrupted:
+            return fetched, errors, True
         except FetchError as err:
             errors[keyword.name] = str(err)
             log.warning(
@@ -120,7 +126,63 @@ def run_cycle(
             len(result.papers),
             result.filtered,
         )
+    return fetched, errors, False
+
+
+def run_cycle(
+    settings: Settings,
+    store: Store,
+    *,
+    today: date | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CycleReport:
+    """One cycle. With `stop` set (SIGTERM) it takes no new work: keywords not yet
+    fetched are left for the next cycle, and no new message is started; what was
+    fetched or sent is saved. A cycle that raises is recorded in the store, then
+    the exception propagates."""
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    progress = progress or (lambda text: None)
+    number = store.begin_cycle()
+    log.info("cycle %d: fetching %d keywords", number, len(settings.keywords))
+    try:
+        return _run(settings, store, number, started, today, stop, progress)
+    except BaseException as err:
+        with contextlib.suppress(Exception):
+            store.finish_cycle(number, error=f"{type(err).__name__}: {err}")
+        raise
+
+
+def _run(
+    settings: Settings,
+    store: Store,
+    number: int,
+    started: float,
+    today: date | None,
+    stop: threading.Event,
+    progress: Callable[[str], None],
+) -> CycleReport:
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise Interrupted
+
+    client = ArxivClient(settings.arxiv, sleep=sleep)
+    fetched, errors, interrupted = _fetch_all(
+        settings, client, store.keywords_with_papers(), stop, progress
+    )
     crashpoint("after-fetch")
+    if interrupted:
+        log.warning(
+            "cycle %d: shutting down; keywords not fetched yet wait for the next cycle", number
+        )
+        errors.update(
+            {
+                k.name: "not fetched: shutting down"
+                for k in settings.keywords
+                if k.name not in fetched and k.name not in errors
+            }
+        )
 
     keywords = tuple(
         KeywordReport(name=k.name, fetched=len(fetched.get(k.name, ())), error=errors.get(k.name))
@@ -153,8 +215,12 @@ def run_cycle(
         log.error("archive: %s", err)
     crashpoint("after-archive")
 
-    delivery = deliver_digests(settings, store, number, today=today, stop=stop)
-    log.info("%s", delivery.summary())
+    delivery = DeliveryReport()
+    if not stop.is_set():
+        delivery = deliver_digests(
+            settings, store, number, today=today, stop=stop, progress=progress
+        )
+        log.info("%s", delivery.summary())
 
     report = CycleReport(
         number=number,
@@ -163,10 +229,12 @@ def run_cycle(
         archive_error=archive_error,
         seconds=time.monotonic() - started,
         delivery=delivery,
+        interrupted=stop.is_set(),
     )
     store.finish_cycle(
         number,
         archive_error=archive_error,
+        interrupted=report.interrupted,
         mail={"sent": delivery.sent, "pending": delivery.pending, "bounced": delivery.bounced},
     )
     log.info("%s", report.summary())

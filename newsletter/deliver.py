@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -173,6 +173,7 @@ def deliver_digests(
     *,
     today: date | None = None,
     stop: threading.Event | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
     """Send every subscriber the digest due to them and record what happened."""
     day = today or datetime.now(UTC).date()
@@ -202,9 +203,12 @@ def deliver_digests(
                 yield Outbound(subscriber.email, message.as_bytes(), key=subscriber.key)
 
     counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
+    due = sum(len(members) for members in groups.members.values())
+    show = progress or (lambda text: None)
 
     def report(outcome: Outcome) -> None:
         counts[outcome.status] += 1
+        show(f"mail: {counts[SENT]} sent, {sum(counts.values())}/{due} done")
         key = outcome.item.key
         if outcome.status == SENT:
             store.record_sent(key, since[key], cycle)
@@ -235,7 +239,6 @@ def deliver_digests(
         )
     finally:
         store.flush_deliveries()
-    due = sum(len(members) for members in groups.members.values())
     return DeliveryReport(
         sent=counts[SENT],
         pending=due - counts[SENT] - counts[PERMANENT],

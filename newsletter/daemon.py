@@ -1,0 +1,238 @@
+"""The long-lived process: decides *when* a cycle runs, and nothing else.
+
+- Cycles run on the `schedule` library (times of day in an IANA zone; pytz is
+  what schedule's own zone support uses). Between runs the loop sleeps until
+  the next job is due, waking early only for a signal.
+- schedule does not reschedule a job that raised, so it would run again on
+  every tick: every job is wrapped, and a failed cycle is logged with its
+  traceback, recorded in the store, and the next scheduled cycle proceeds.
+- A run that falls due while a cycle is still running is skipped, not queued:
+  the cycle that was running already covers it.
+- On start, a scheduled time that passed since the last completed cycle
+  (downtime) is caught up with one cycle.
+- SIGTERM/SIGINT: stop taking new work, finish the message in flight, save,
+  exit 0; past `stop_timeout_seconds` the process exits anyway, which is safe
+  because every effect was saved the moment it happened.
+- SIGHUP: reload settings (kept as they were if the new file is invalid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from types import FrameType
+
+import pytz
+import schedule
+
+from .clock import missed_since, next_due
+from .config import ConfigError, Settings, load_settings
+from .cycle import CycleReport, run_cycle
+from .notify import Notifier
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 60.0  # wake at least this often, so a wall-clock jump is noticed
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        notifier: Notifier | None = None,
+        progress: Callable[[str], None] | None = None,
+    ):
+        self.settings = settings
+        self.notifier = notifier or Notifier()
+        self.progress = progress or (lambda text: None)
+        self.stop = threading.Event()  # shutting down: no new work
+        self.wake = threading.Event()  # interrupts the sleep between jobs
+        self.reload_requested = False
+        self.scheduler = schedule.Scheduler()
+        self.store: Store | None = None
+        self.last_cycle_started: datetime | None = None
+        self.last_cycle_finished: datetime | None = None
+        self.cycles_run = 0
+
+    # -- signals ----------------------------------------------------------------
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stop.is_set():
+            log.info("%s: finishing the work in flight, then exiting", signal.Signals(signum).name)
+            self.stop.set()
+            self.wake.set()
+            self.notifier.stopping()
+            self._start_deadline()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload_requested = True
+        self.wake.set()
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _start_deadline(self) -> None:
+        """Exit anyway after stop_timeout_seconds: a request stuck in a long timeout must
+        not hold up a restart. Safe, because every effect is saved as it happens."""
+        timeout = self.settings.schedule.stop_timeout_seconds
+
+        def deadline() -> None:
+            time.sleep(timeout)
+            log.warning("still busy %g s after the stop signal; exiting now", timeout)
+            logging.shutdown()
+            os._exit(0)
+
+        threading.Thread(target=deadline, name="stop-deadline", daemon=True).start()
+
+    # -- scheduling ---------------------------------------------------------------
+
+    def _schedule_jobs(self) -> None:
+        self.scheduler.clear()
+        s = self.settings.schedule
+        try:
+            zone = pytz.timezone(s.timezone)
+        except pytz.UnknownTimeZoneError:
+            raise ConfigError(
+                f"{self.settings.file}: [schedule] timezone {s.timezone!r} is unknown to pytz"
+            ) from None
+        for at in s.times:
+            job = self.scheduler.every().day.at(at, zone)
+            job.do(self._scheduled, job)
+
+    def next_run(self) -> datetime | None:
+        return self.scheduler.next_run
+
+    def _scheduled(self, job: schedule.Job) -> None:
+        """A schedule job: never raises, so schedule always reschedules it."""
+        due = job.next_run  # still the time it was due: schedule updates it after we return
+        if self.last_cycle_finished is not None and due is not None:
+            due_utc = due.astimezone(UTC)  # schedule keeps naive local times
+            if (
+                self.last_cycle_started
+                and self.last_cycle_started <= due_utc <= self.last_cycle_finished
+            ):
+                log.info("the run due at %s fell inside the cycle that just ran; skipped", due)
+                return
+        self.run_cycle()
+
+    def run_cycle(self) -> CycleReport | None:
+        """One cycle, never raising: a failure is logged and the daemon goes on."""
+        assert self.store is not None
+        self.last_cycle_started = datetime.now(UTC)
+        self.notifier.status(f"running a cycle (started {self.last_cycle_started:%H:%M:%S} UTC)")
+        try:
+            report = run_cycle(self.settings, self.store, stop=self.stop, progress=self.progress)
+        except Exception:
+            log.exception("the cycle failed; the daemon goes on and the next cycle will retry")
+            self.notifier.status("the last cycle failed; see the log")
+            return None
+        finally:
+            self.last_cycle_finished = datetime.now(UTC)
+            self.cycles_run += 1
+            self.progress("")
+        self.notifier.status(report.summary())
+        return report
+
+    # -- reload -------------------------------------------------------------------
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        try:
+            new = load_settings(self.settings.file)
+        except ConfigError as err:
+            log.error("reload refused, keeping the previous settings: %s", err)
+            return
+        if new.store.path != self.settings.store.path:
+            log.error(
+                "reload refused, keeping the previous settings: [store] path changed "
+                "(%s); restart the daemon to move the store",
+                new.store.path,
+            )
+            return
+        old = self.settings
+        self.settings = new
+        try:
+            self._schedule_jobs()
+        except ConfigError as err:
+            self.settings = old
+            self._schedule_jobs()
+            log.error("reload refused, keeping the previous settings: %s", err)
+            return
+        log.info(
+            "reloaded %s: %d keywords, runs at %s %s; next run %s",
+            new.file,
+            len(new.keywords),
+            ", ".join(new.schedule.times),
+            new.schedule.timezone,
+            self.next_run(),
+        )
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _catch_up_needed(self) -> bool:
+        assert self.store is not None
+        finished = [c["finished"] for c in self.store.cycles() if c.get("finished")]
+        last = datetime.fromisoformat(max(finished)) if finished else None
+        return missed_since(self.settings.schedule, last)
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[Store]:
+        """Signals installed, store open and locked (or AlreadyRunning raised)."""
+        self._install_signals()
+        self.store = Store(self.settings.store.path)
+        try:
+            yield self.store
+        finally:
+            self.store.close()
+            self.notifier.close()
+
+    def run_once(self) -> CycleReport | None:
+        """`run --once`: one cycle with the same signal handling; None if it failed."""
+        with self._opened():
+            return self.run_cycle()
+
+    def run(self) -> int:
+        """The daemon: runs until SIGTERM/SIGINT; returns the exit code."""
+        alive = threading.Event()
+        with self._opened():
+            self._schedule_jobs()
+            next_utc = next_due(self.settings.schedule)
+            self.notifier.ready(f"waiting; next run {next_utc:%Y-%m-%d %H:%M} UTC")
+            self.notifier.start_watchdog(alive)
+            log.info(
+                "running: cycles at %s %s; next %s",
+                ", ".join(self.settings.schedule.times),
+                self.settings.schedule.timezone,
+                self.next_run(),
+            )
+            try:
+                if self.settings.schedule.run_on_start:
+                    self.run_cycle()
+                elif self._catch_up_needed():
+                    log.info("a scheduled run was missed while the daemon was down; running it now")
+                    self.run_cycle()
+                self._loop()
+            finally:
+                alive.set()
+        return 0
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if self.reload_requested:
+                self.reload()
+            self.scheduler.run_pending()
+            idle = self.scheduler.idle_seconds
+            wait = MAX_SLEEP if idle is None else min(max(idle, 0.0) + 0.05, MAX_SLEEP)
+            self.wake.wait(wait)
+            self.wake.clear()
+        log.info("stopped")

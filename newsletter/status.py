@@ -1,0 +1,124 @@
+"""`newsletter status`: what the daemon did and will do, read without its lock.
+
+The store is replaced atomically, so reading it while the daemon runs always
+sees one consistent version; nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from .clock import next_due
+from .config import Settings
+from .deliver import plan_all
+from .fsutil import InstanceLock
+from .store import Store
+from .subscribers import load_subscribers
+
+RECENT_CYCLES = 5
+
+
+def _daemon_pid(settings: Settings) -> int | None:
+    """The pid in the lock file, if that process is alive (the lock itself is not taken)."""
+    store = settings.store.path
+    pid = InstanceLock(store.with_name(store.name + ".lock")).owner()
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _duration(cycle: dict[str, Any]) -> float | None:
+    if not cycle.get("finished"):
+        return None
+    started = datetime.fromisoformat(cycle["started"])
+    return (datetime.fromisoformat(cycle["finished"]) - started).total_seconds()
+
+
+def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
+    cycles: list[dict[str, Any]] = []
+    states = {"active": 0, "new": 0, "bouncing": 0}
+    pending = 0
+    papers = 0
+    if settings.store.path.exists():
+        with Store(settings.store.path, lock=False) as store:
+            papers = store.paper_count()
+            for cycle in store.cycles()[-RECENT_CYCLES:]:
+                cycles.append(cycle | {"seconds": _duration(cycle)})
+            groups, _, _ = plan_all(settings, store, roster)
+            pending = sum(len(members) for members in groups.members.values())
+            for subscriber in roster.subscribers:
+                delivery = store.delivery(subscriber.key)
+                if delivery is None or delivery.since != subscriber.created:
+                    states["new"] += 1
+                else:
+                    states[delivery.state] = states.get(delivery.state, 0) + 1
+    else:
+        states["new"] = len(roster.subscribers)
+    return {
+        "daemon_pid": _daemon_pid(settings),
+        "store": str(settings.store.path),
+        "papers": papers,
+        "cycles": cycles,
+        "next_run": next_due(settings.schedule, now).isoformat(),
+        "schedule": {
+            "times": list(settings.schedule.times),
+            "timezone": settings.schedule.timezone,
+        },
+        "subscribers": {
+            "total": len(roster.subscribers),
+            **states,
+            "files_skipped": len(roster.problems),
+        },
+        "pending_deliveries": pending,
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    pid = status["daemon_pid"]
+    lines = [
+        f"daemon: {'running (pid ' + str(pid) + ')' if pid else 'not running'}",
+        f"store: {status['store']} ({status['papers']} papers)",
+        f"next run: {status['next_run']} (at {', '.join(status['schedule']['times'])} "
+        f"{status['schedule']['timezone']})",
+    ]
+    s = status["subscribers"]
+    lines.append(
+        f"subscribers: {s['total']} ({s['active']} active, {s['new']} new, "
+        f"{s['bouncing']} bouncing; {s['files_skipped']} files skipped)"
+    )
+    lines.append(
+        f"pending deliveries: {status['pending_deliveries']} subscribers have a digest due"
+    )
+    if not status["cycles"]:
+        lines.append("cycles: none yet")
+    for cycle in reversed(status["cycles"]):
+        seconds = cycle["seconds"]
+        took = f"{seconds:.1f} s" if seconds is not None else "unfinished"
+        head = f"cycle {cycle['number']}: started {cycle['started']}, {took}"
+        if cycle.get("error"):
+            head += f"; FAILED: {cycle['error']}"
+        if cycle.get("interrupted"):
+            head += "; interrupted by shutdown"
+        mail = cycle.get("mail")
+        if mail:
+            head += (
+                f"; mail sent {mail['sent']}, pending {mail['pending']}, bounced {mail['bounced']}"
+            )
+        lines.append(head)
+        for name, counts in (cycle.get("keywords") or {}).items():
+            result = f"error: {counts['error']}" if counts.get("error") else ""
+            lines.append(
+                f"  {name}: fetched {counts['fetched']}, new {counts['new']}"
+                + (f"; {result}" if result else "")
+            )
+    return "\n".join(lines)

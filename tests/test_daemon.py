@@ -1,0 +1,411 @@
+"""The daemon: schedule, signals, single instance, systemd notify, status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pty
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from arxiv_server import entry
+from conftest import REPO, run_cli, subscribe
+
+from newsletter.clock import missed_since, next_due, previous_due
+from newsletter.config import ScheduleSettings
+from newsletter.daemon import Daemon
+from newsletter.logs import Progress, setup_logging
+from newsletter.notify import Notifier
+from newsletter.store import Store
+
+
+class Process:
+    """`newsletter run` as a subprocess, its stderr collected by a thread."""
+
+    def __init__(self, settings, env: dict[str, str] | None = None, stderr: int | None = None):
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "--settings", str(settings.file), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr if stderr is not None else subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        )
+        if self.proc.stderr is not None:
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, pattern: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if re.search(pattern, line):
+                    return line
+            if self.proc.poll() is not None and not any(re.search(pattern, x) for x in self.lines):
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.lines)}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def processes():
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.kill()
+
+
+def start(processes, settings, **kwargs) -> Process:
+    process = Process(settings, **kwargs)
+    processes.append(process)
+    return process
+
+
+# -- the schedule's clock (pure) -------------------------------------------------
+
+
+def test_times_are_read_in_the_configured_zone():
+    tokyo = ScheduleSettings(times=("07:00", "18:30"), timezone="Asia/Tokyo")
+    now = datetime(2025, 3, 7, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+    assert previous_due(tokyo, now) == datetime(2025, 3, 6, 22, 0, tzinfo=UTC)
+    assert next_due(tokyo, now) == datetime(2025, 3, 7, 9, 30, tzinfo=UTC)
+
+
+def test_daylight_saving_changes_the_utc_time_not_the_local_one():
+    berlin = ScheduleSettings(times=("07:00",), timezone="Europe/Berlin")
+    assert next_due(berlin, datetime(2025, 3, 20, 12, tzinfo=UTC)).hour == 6  # CET, UTC+1
+    assert next_due(berlin, datetime(2025, 3, 29, 12, tzinfo=UTC)).hour == 5  # CEST, UTC+2
+
+
+def test_catch_up_only_when_a_scheduled_time_passed_since_the_last_cycle():
+    daily = ScheduleSettings(times=("07:00",), timezone="UTC")
+    now = datetime(2025, 3, 7, 10, 0, tzinfo=UTC)
+    assert not missed_since(daily, datetime(2025, 3, 7, 7, 5, tzinfo=UTC), now)
+    assert missed_since(daily, datetime(2025, 3, 6, 7, 5, tzinfo=UTC), now)
+    assert not missed_since(daily, None, now)
+
+
+# -- the loop, in process ----------------------------------------------------------
+
+
+def test_non_utc_schedule_becomes_the_right_local_next_run(make_settings):
+    settings = make_settings(schedule={"times": ["07:00"], "timezone": "Asia/Tokyo"})
+    daemon = Daemon(settings)
+    daemon._schedule_jobs()
+    local = daemon.next_run()
+    assert local is not None
+    tokyo = local.astimezone().astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (tokyo.hour, tokyo.minute) == (7, 0)
+    assert timedelta(0) < local.astimezone() - datetime.now().astimezone() <= timedelta(days=1)
+
+
+def test_a_failing_cycle_is_recorded_and_rescheduled(make_settings, arxiv_server, tmp_path):
+    empty = tmp_path / "no-templates"
+    empty.mkdir()
+    settings = make_settings(keywords=["MLLM"], digest={"templates": str(empty)})
+    subscribe(settings, "ann@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    daemon = Daemon(settings)
+    daemon.store = Store(settings.store.path)
+    try:
+        daemon._schedule_jobs()
+        (job,) = daemon.scheduler.jobs
+        job.next_run = datetime.now() - timedelta(seconds=1)
+        daemon.scheduler.run_pending()  # the cycle raises TemplateNotFound inside
+        assert job.next_run > datetime.now(), "rescheduled despite the failure"
+        (cycle,) = daemon.store.cycles()
+        assert cycle["error"].startswith("FileNotFoundError") and "digest.css" in cycle["error"]
+        assert daemon.store.paper_count() == 1, "what was fetched before the failure is kept"
+    finally:
+        daemon.store.close()
+
+
+def test_a_run_due_while_a_cycle_was_running_is_skipped(make_settings, arxiv_server):
+    settings = make_settings(keywords=["MLLM"])
+    daemon = Daemon(settings)
+    daemon.store = Store(settings.store.path)
+    try:
+        daemon._schedule_jobs()
+        (job,) = daemon.scheduler.jobs
+        due = datetime.now() - timedelta(seconds=1)
+        job.next_run = due
+        daemon.last_cycle_started = (datetime.now() - timedelta(seconds=5)).astimezone(UTC)
+        daemon.last_cycle_finished = datetime.now(UTC)
+        daemon.scheduler.run_pending()
+        assert daemon.store.cycles() == [] and daemon.cycles_run == 0
+        assert job.next_run > datetime.now()
+    finally:
+        daemon.store.close()
+
+
+# -- the process --------------------------------------------------------------------
+
+
+def soon(seconds: float, zone: str) -> str:
+    return (datetime.now(ZoneInfo(zone)) + timedelta(seconds=seconds)).strftime("%H:%M:%S")
+
+
+def test_runs_on_schedule_in_a_non_utc_zone_and_stops_on_sigterm(
+    make_settings, arxiv_server, processes
+):
+    zone = "America/New_York"
+    settings = make_settings(
+        keywords=["MLLM"], schedule={"times": ["00:00"], "timezone": zone, "run_on_start": False}
+    )
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    daemon = start(processes, settings)
+    daemon.wait_for(r"running: cycles at 00:00 America/New_York")
+    # Now that it runs, move the schedule to two seconds from now (and reload it).
+    text = settings.file.read_text().replace('"00:00"', f'"{soon(2, zone)}"')
+    settings.file.write_text(text)
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(r"reloaded .* runs at \d\d:\d\d:\d\d America/New_York")
+    assert arxiv_server.requests == []
+    daemon.wait_for(r"cycle 1: keywords 1 fetched", timeout=20)
+    assert len(arxiv_server.requests) == 1
+    assert daemon.stop() == 0
+    with Store(settings.store.path, lock=False) as store:
+        assert store.paper_count() == 1
+
+
+def test_second_instance_exits_at_once_naming_the_pid(make_settings, processes):
+    settings = make_settings(schedule={"run_on_start": False})
+    daemon = start(processes, settings)
+    daemon.wait_for("running: cycles at")
+    second = run_cli("--settings", str(settings.file), "run", timeout=10)
+    assert second.returncode == 1
+    assert f"pid {daemon.proc.pid}" in second.stderr and second.stderr.count("\n") == 1
+    once = run_cli("--settings", str(settings.file), "run", "--once", timeout=10)
+    assert once.returncode == 1 and "another newsletter process" in once.stderr
+    assert daemon.stop() == 0
+
+
+def test_sighup_reloads_settings_and_keeps_them_when_invalid(make_settings, processes):
+    settings = make_settings(schedule={"run_on_start": False})
+    daemon = start(processes, settings)
+    daemon.wait_for("running: cycles at")
+    text = settings.file.read_text()
+
+    settings.file.write_text(
+        text.replace('name = "MLLM"', 'name = "MLLM"\n\n[[keywords]]\nname = "Reasoning"')
+    )
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(r"reloaded .*settings.toml: 3 keywords")
+
+    settings.file.write_text(text.replace("\ndelay_seconds = 0\n", '\ndelay_seconds = "fast"\n'))
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(
+        r"reload refused, keeping the previous settings: .*delay_seconds must be a number"
+    )
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+
+
+def test_sigterm_mid_send_exits_0_with_deliveries_saved(
+    make_settings, arxiv_server, smtp_server, processes
+):
+    settings = make_settings(keywords=["MLLM"], smtp={"max_connections": 1})
+    for n in range(8):
+        subscribe(settings, f"p{n}@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    smtp_server.delay = 0.4
+    daemon = start(processes, settings)
+    smtp_server.wait_for(2)
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5
+    accepted = {m.to for m in smtp_server.messages}
+    assert 2 <= len(accepted) < 8
+    with Store(settings.store.path, lock=False) as store:
+        recorded = {k for k, d in store.deliveries().items() if d.last_cycle == 1}
+    assert recorded == accepted, "every accepted message was recorded, nothing else"
+
+    smtp_server.delay = 0
+    again = run_cli("--settings", str(settings.file), "run", "--once")
+    assert again.returncode == 0, again.stdout + again.stderr
+    received = sorted(m.to for m in smtp_server.messages)
+    assert received == sorted(f"p{n}@example.org" for n in range(8)), "each exactly once"
+
+
+def test_stop_deadline_exits_even_when_a_request_hangs(make_settings, arxiv_server, processes):
+    settings = make_settings(
+        keywords=["MLLM"],
+        arxiv={"timeout_seconds": 30},
+        schedule={"stop_timeout_seconds": 1},
+    )
+    arxiv_server.fail("stall", seconds=20, times=None)
+    daemon = start(processes, settings)
+    deadline = time.monotonic() + 15
+    while not arxiv_server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(arxiv_server.requests) == 1
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 4
+    daemon.wait_for("exiting now")
+
+
+def test_notify_protocol_ready_watchdog_during_a_slow_cycle_and_stopping(
+    make_settings, arxiv_server, processes, tmp_path
+):
+    settings = make_settings(keywords=["MLLM"])
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    arxiv_server.fail("stall", seconds=1.5)
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    received: list[tuple[float, str]] = []
+    done = threading.Event()
+
+    def listen() -> None:
+        while not done.is_set():
+            try:
+                received.append((time.monotonic(), sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    daemon = start(processes, settings, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+    daemon.wait_for(r"cycle 1: keywords 1 fetched")
+    assert daemon.stop() == 0
+    done.set()
+    listener.join()
+    sock.close()
+
+    messages = [m for _, m in received]
+    ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+    cycle_start = next(t for t, m in received if "STATUS=running a cycle" in m)
+    cycle_end = next(t for t, m in received if "STATUS=cycle 1:" in m)
+    pings = [t for t, m in received if m == "WATCHDOG=1" and cycle_start < t < cycle_end]
+    assert ready < messages.index(next(m for m in messages if "STATUS=running a cycle" in m))
+    assert len(pings) >= 4, f"pings at half of WATCHDOG_USEC while the cycle ran: {messages}"
+    assert "STOPPING=1" in messages
+    assert any("new papers" in m for m in messages if m.startswith("STATUS=cycle 1"))
+
+
+def test_notifier_does_nothing_without_notify_socket():
+    notifier = Notifier(environ={})
+    assert not notifier.enabled
+    notifier.ready("x")  # no socket, no error
+    assert notifier.start_watchdog(threading.Event()) is None
+
+
+def test_journal_logging_has_priorities_and_no_timestamps(tmp_path, monkeypatch):
+    log_file = (tmp_path / "log").open("w")
+    stat = os.fstat(log_file.fileno())
+    monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info", stream=log_file)
+        logging.getLogger("newsletter.test").warning("disk nearly full")
+        logging.getLogger("newsletter.test").info("hello")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        log_file.close()
+    assert (tmp_path / "log").read_text() == (
+        "<4>newsletter.test: disk nearly full\n<6>newsletter.test: hello\n"
+    )
+
+
+def test_status_works_while_the_daemon_runs(make_settings, arxiv_server, processes):
+    settings = make_settings(keywords=["MLLM"], schedule={"times": ["07:00"], "timezone": "UTC"})
+    subscribe(settings, "ann@example.org", "MLLM")
+    subscribe(settings, "ben@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    arxiv_server.fail("status", status=400, phrase="MLLM")
+    daemon = start(processes, settings)
+    daemon.wait_for(r"cycle 1: keywords 0 fetched, 1 failed")
+    result = run_cli("--settings", str(settings.file), "status")
+    assert result.returncode == 0, result.stderr
+    assert f"daemon: running (pid {daemon.proc.pid})" in result.stdout
+    assert "subscribers: 2 (0 active, 2 new, 0 bouncing; 0 files skipped)" in result.stdout
+    assert "MLLM: fetched 0, new 0; error: HTTP 400" in result.stdout
+    data = json.loads(run_cli("--settings", str(settings.file), "status", "--json").stdout)
+    assert data["cycles"][0]["keywords"]["MLLM"]["error"].startswith("HTTP 400")
+    assert datetime.fromisoformat(data["next_run"]).time().strftime("%H:%M") == "07:00"
+    assert data["daemon_pid"] == daemon.proc.pid
+    assert daemon.stop() == 0
+    stopped = run_cli("--settings", str(settings.file), "status")
+    assert "daemon: not running" in stopped.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_shipped_unit_verifies(tmp_path):
+    unit = (REPO / "systemd" / "newsletter.service").read_text()
+    installed = tmp_path / "newsletter.service"
+    installed.write_text(unit.replace("/opt/daily-papers", str(REPO)))  # what install-service does
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(installed)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "StateDirectory=",
+        "LoadCredential=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "ReadWritePaths=",
+        "Restart=on-failure",
+    ):
+        assert line in unit
+
+
+def test_progress_line_on_a_terminal_is_cleared_before_log_lines():
+    master, slave = pty.openpty()
+    stream = os.fdopen(slave, "w")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        progress = setup_logging("info", stream=stream)
+        assert progress.enabled
+        progress("fetching MLLM (1/4 keywords)")
+        logging.getLogger("newsletter.test").info("arXiv: MLLM: 3 papers")
+        progress("mail: 10 sent, 10/20 done")
+        progress.clear()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        stream.close()
+    output = os.read(master, 65536).decode()
+    os.close(master)
+    assert "\r\x1b[Kfetching MLLM (1/4 keywords)\r\x1b[K" in output
+    assert output.index("fetching MLLM") < output.index("arXiv: MLLM: 3 papers")
+    assert "mail: 10 sent, 10/20 done\r\x1b[K" in output
+
+
+def test_no_progress_when_not_a_terminal(tmp_path):
+    with (tmp_path / "out").open("w") as stream:
+        progress = Progress(stream)
+        progress("anything")
+    assert (tmp_path / "out").read_text() == ""
