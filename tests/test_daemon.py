@@ -191,6 +191,29 @@ def test_runs_on_schedule_in_a_non_utc_zone_and_stops_on_sigterm(
         assert store.paper_count() == 1
 
 
+def test_daemon_survives_a_failing_cycle_and_the_next_one_runs(
+    make_settings, arxiv_server, smtp_server, processes, tmp_path
+):
+    templates = tmp_path / "templates"
+    templates.mkdir()  # empty: rendering the digest fails
+    settings = make_settings(keywords=["MLLM"], digest={"templates": str(templates)})
+    subscribe(settings, "ann@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    daemon = start(processes, settings)
+    daemon.wait_for("the cycle failed; the daemon goes on")
+    daemon.wait_for("FileNotFoundError")  # the traceback is in the log
+    assert daemon.proc.poll() is None
+
+    for name in ("digest.html.j2", "digest.txt.j2", "digest.css"):
+        shutil.copy(REPO / "templates" / name, templates / name)
+    text = settings.file.read_text().replace("[schedule]\n", "")
+    settings.file.write_text(text + f'\n[schedule]\ntimes = ["{soon(2, "UTC")}"]\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(r"cycle 2: keywords 1 fetched", timeout=20)
+    assert [m.to for m in smtp_server.messages] == ["ann@example.org"]
+    assert daemon.stop() == 0
+
+
 def test_second_instance_exits_at_once_naming_the_pid(make_settings, processes):
     settings = make_settings(schedule={"run_on_start": False})
     daemon = start(processes, settings)
