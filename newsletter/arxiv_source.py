@@ -22,7 +22,7 @@ import email.utils
 import logging
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -102,7 +102,10 @@ def _error_summary(body: bytes) -> str:
 class ArxivClient(arxiv.Client):
     """arxiv.Client with timeouts, honest retries, Retry-After and strict XML.
 
-    Replaces the client's page fetch (`_parse_feed`), keeping its paging.
+    Replaces the client's paging (`_results`) and page fetch: the base class
+    advances its offset by the number of entries it could parse, so one broken
+    entry shifts every later page and can end the keyword with a spurious
+    "empty page"; we advance by the number of entries arXiv sent.
     `sleep` is injectable so the daemon can interrupt a wait on shutdown.
     """
 
@@ -124,9 +127,19 @@ class ArxivClient(arxiv.Client):
         self._sleep = sleep
         self._last_request: float | None = None
 
-    def _parse_feed(
-        self, url: str, first_page: bool = True, _try_index: int = 0
-    ) -> arxiv.ParsedFeed:
+    def _results(self, search: arxiv.Search, offset: int = 0) -> Iterator[arxiv.Result]:
+        first = True
+        while True:
+            url = self._format_url(search, offset, self.page_size)
+            feed, sent = self._page(url, first)
+            yield from feed.results
+            offset += sent
+            first = False
+            if sent == 0 or offset >= feed.header.total_results:
+                return
+
+    def _page(self, url: str, first_page: bool) -> tuple[arxiv.ParsedFeed, int]:
+        """One page, retried on temporary failures: (the parsed feed, entries sent)."""
         attempt = 0
         while True:
             try:
@@ -184,7 +197,7 @@ class ArxivClient(arxiv.Client):
             raise FetchError(f"HTTP {status}" + (f": {reason}" if reason else ""))
         return body
 
-    def _fetch_page(self, url: str, first_page: bool) -> arxiv.ParsedFeed:
+    def _fetch_page(self, url: str, first_page: bool) -> tuple[arxiv.ParsedFeed, int]:
         body = self._download(url)
         try:
             root = ET.fromstring(body)
@@ -201,11 +214,11 @@ class ArxivClient(arxiv.Client):
                 sent,
                 url,
             )
-        if not feed.results and (feed.header.total_results > 0 or not first_page):
+        if not sent and (feed.header.total_results > 0 or not first_page):
             raise _Temporary(
                 f"empty page although {feed.header.total_results} results were announced"
             )
-        return feed
+        return feed, sent
 
 
 def _short(err: Exception) -> str:
@@ -218,15 +231,6 @@ class Fetched:
     keyword: str
     papers: tuple[Paper, ...]
     filtered: int  # dropped by the category filter
-
-
-def _run(client: ArxivClient, search: arxiv.Search) -> list[arxiv.Result]:
-    try:
-        return list(client.results(search))
-    except FetchError:
-        raise
-    except arxiv.ArxivError as err:  # defensive: paging errors raised by the base class
-        raise FetchError(str(err)) from None
 
 
 def fetch_keyword(
@@ -247,12 +251,12 @@ def fetch_keyword(
         sort_by=arxiv.SortCriterion.LastUpdatedDate,
         sort_order=arxiv.SortOrder.Descending,
     )
-    results = _run(client, search)
+    results = list(client.results(search))
     if not results and had_papers:
         log.info(
             "arXiv: %s returned no papers although it had some before; asking again", keyword.name
         )
-        results = _run(client, search)
+        results = list(client.results(search))
         if not results:
             raise FetchError("no results although the keyword had papers before (asked twice)")
 

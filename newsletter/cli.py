@@ -271,3 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except OSError as err:  # a file we had no reason to expect trouble with: still one line
+        print(f"{err.filename or 'error'}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_FAILED

@@ -170,6 +170,7 @@ class Mailer:
                         client.close()
                     client = None
             else:
+                crashpoint("before-record")  # accepted by the server, not yet recorded
                 report(Outcome(item, SENT))
                 crashpoint("after-send")
                 return client

@@ -156,7 +156,12 @@ class Store:
         self.path = path
         self.lock = InstanceLock(path.with_name(path.name + ".lock")) if lock else None
         if self.lock:
-            self.lock.acquire()
+            try:
+                self.lock.acquire()
+            except OSError as err:
+                raise StoreError(
+                    f"{self.lock.path}: cannot create the lock file: {err.strerror}"
+                ) from None
             remove_stale_temps(path)
         try:
             self._middleware = BatchingMiddleware(AtomicJSONStorage)

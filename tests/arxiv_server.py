@@ -38,6 +38,7 @@ class Entry:
     categories: list[str] = field(default_factory=lambda: ["cs.CL"])
     primary_category: str = ""
     terms: list[str] | None = None  # phrases this entry answers; None: match title/abstract
+    omit: tuple[str, ...] = ()  # elements left out, to send a broken entry ("published", "id")
 
     def matches(self, phrase: str) -> bool:
         phrase = phrase.casefold()
@@ -75,7 +76,7 @@ def seed_entries() -> list[Entry]:
 class Fault:
     """What to do instead of a normal answer, for requests whose query contains `phrase`."""
 
-    kind: str  # status | stall | malformed | truncated | empty | raw | drop
+    kind: str  # status | stall | malformed | truncated | empty | raw | drop | overlap
     times: int | None = 1  # None: forever
     phrase: str | None = None
     status: int = 503
@@ -83,6 +84,7 @@ class Fault:
     seconds: float = 0.0
     body: bytes = b""
     total: int = 0
+    min_start: int = 0  # only for pages starting at or after this index
 
 
 PHRASE = re.compile(r'"([^"]*)"')
@@ -111,7 +113,7 @@ def render_entry(e: Entry, legacy: bool = False) -> str:
     vid = f"{e.id}v{e.version}"
     parts = [
         "  <entry>",
-        f"    <id>http://arxiv.org/abs/{vid}</id>",
+        *([] if "id" in e.omit else [f"    <id>http://arxiv.org/abs/{vid}</id>"]),
         f"    <title>{escape(_wrap(e.title, legacy))}</title>",
         f"    <updated>{_stamp(e.updated)}</updated>",
         f'    <link href="https://arxiv.org/abs/{vid}" rel="alternate" type="text/html"/>',
@@ -123,7 +125,8 @@ def render_entry(e: Entry, legacy: bool = False) -> str:
         f'    <category term={quoteattr(c)} scheme="http://arxiv.org/schemas/atom"/>'
         for c in e.categories
     ]
-    parts.append(f"    <published>{_stamp(e.published)}</published>")
+    if "published" not in e.omit:
+        parts.append(f"    <published>{_stamp(e.published)}</published>")
     if e.comment:
         parts.append(f"    <arxiv:comment>{escape(_wrap(e.comment, legacy))}</arxiv:comment>")
     primary = e.primary_category or (e.categories[0] if e.categories else "")
@@ -203,9 +206,11 @@ class FakeArxiv:
             if any(e.matches(p) for p in wanted) and not any(e.matches(p) for p in unwanted)
         ]
 
-    def _take_fault(self, query: str) -> Fault | None:
+    def _take_fault(self, query: str, start: int) -> Fault | None:
         with self.lock:
             for fault in self.faults:
+                if start < fault.min_start:
+                    continue
                 if fault.phrase is None or f'"{fault.phrase}"' in query:
                     if fault.times is not None:
                         fault.times -= 1
@@ -242,7 +247,9 @@ class FakeArxiv:
             def do_GET(self) -> None:
                 params = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                 fake.requests.append((time.monotonic(), params))
-                fault = fake._take_fault(params.get("search_query", ""))
+                fault = fake._take_fault(
+                    params.get("search_query", ""), int(params.get("start", "0"))
+                )
                 if fault is None:
                     self._send(*fake.answer(params))
                     return
@@ -279,6 +286,12 @@ class FakeArxiv:
 
             def _raw(self, fault: Fault, params: dict[str, str]) -> None:
                 self._send(fault.status, {}, fault.body)
+
+            def _overlap(self, fault: Fault, params: dict[str, str]) -> None:
+                """A later page that starts one entry early, as when a new paper shifts
+                the results between two requests: one entry comes twice."""
+                start = max(0, int(params.get("start", "0")) - 1)
+                self._send(*fake.answer({**params, "start": str(start)}))
 
             def _drop(self, fault: Fault, params: dict[str, str]) -> None:
                 self.close_connection = True

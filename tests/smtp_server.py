@@ -58,6 +58,8 @@ class _Handler:
         server = self.server
         if server.delay:
             await asyncio.sleep(server.delay)
+            if smtp.transport is None or smtp.transport.is_closing():
+                return "421 too late"  # the client gave up: it never saw a 250, so not accepted
         with server.lock:
             if server.drop_in_data > 0:
                 server.drop_in_data -= 1

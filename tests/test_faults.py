@@ -1,0 +1,302 @@
+"""Faults from outside: a bad day at arXiv, at the mail server or on the disk changes
+nothing but the timing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+from arxiv_server import entry
+from conftest import REPO, run_cli, subscribe
+from digest_reader import paper_ids
+
+from newsletter.cycle import run_cycle
+from newsletter.store import Store
+
+DAY = date(2025, 3, 7)
+
+
+def cycle(settings):
+    with Store(settings.store.path) as store:
+        return run_cycle(settings, store, today=DAY)
+
+
+def section(text: str, keyword: str) -> str:
+    return text.split(f"## {keyword}\n")[1].split("\n## ")[0]
+
+
+# -- arXiv ---------------------------------------------------------------------------
+
+ARXIV_FAULTS = {
+    "http-503": (dict(kind="status", status=503), "HTTP 503"),
+    "http-429-retry-after": (dict(kind="status", status=429, retry_after="0"), "HTTP 429"),
+    "http-429-no-retry-after": (dict(kind="status", status=429), "HTTP 429"),
+    "stall-past-timeout": (dict(kind="stall", seconds=1.5), "no reply within 0.5 s"),
+    "empty-page-nonzero-total": (dict(kind="empty", total=40), "empty page although 40 results"),
+    "truncated-xml": (dict(kind="truncated"), "malformed XML"),
+    "malformed-xml": (dict(kind="malformed"), "malformed XML"),
+    "connection-dropped": (dict(kind="drop"), "connection failed"),
+}
+
+
+@pytest.mark.parametrize("fault", list(ARXIV_FAULTS))
+def test_arxiv_fault_keeps_the_keyword_and_the_next_cycle_recovers(
+    make_settings, arxiv_server, smtp_server, caplog, fault
+):
+    options, message = ARXIV_FAULTS[fault]
+    settings = make_settings(arxiv={"timeout_seconds": 0.5, "retries": 1})
+    subscribe(settings, "hal@example.org", "Hallucination")
+    subscribe(settings, "mel@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "Hallucination old"), entry("2502.00011", "MLLM old"))
+    cycle(settings)
+    before = settings.archive.path.read_text()
+    smtp_server.messages.clear()
+
+    arxiv_server.add(
+        entry("2503.00001", "Hallucination new", day="2025-03-03"),
+        entry("2503.00011", "MLLM new", day="2025-03-03"),
+    )
+    arxiv_server.fail(phrase="Hallucination", times=None, **options)
+    with caplog.at_level(logging.WARNING):
+        report = cycle(settings)
+    hallucination, mllm = report.keywords
+    assert message in hallucination.error
+    assert any("Hallucination failed" in r.message and message in r.message for r in caplog.records)
+    after = settings.archive.path.read_text()
+    assert section(after, "Hallucination") == section(before, "Hallucination")
+    assert mllm.error is None and mllm.new == 1
+    assert [m.to for m in smtp_server.messages] == ["mel@example.org"], "the rest of the cycle ran"
+
+    arxiv_server.faults.clear()
+    smtp_server.messages.clear()
+    recovered = cycle(settings)
+    assert recovered.ok and recovered.keywords[0].new == 1
+    assert "Hallucination new" in section(settings.archive.path.read_text(), "Hallucination")
+    assert [paper_ids(m.message) for m in smtp_server.messages] == [["2503.00001"]]
+
+
+def test_arxiv_connection_refused_keeps_everything(make_settings, arxiv_server):
+    settings = make_settings(keywords=["MLLM"])
+    arxiv_server.add(entry("2502.00011", "MLLM old"))
+    cycle(settings)
+    before = settings.archive.path.read_bytes()
+    arxiv_server.close()
+    report = cycle(settings)
+    assert "connection failed" in report.keywords[0].error
+    assert settings.archive.path.read_bytes() == before
+
+
+def test_entry_missing_fields_is_skipped_and_named_the_rest_kept(
+    make_settings, arxiv_server, caplog
+):
+    settings = make_settings(keywords=["MLLM"])
+    arxiv_server.add(
+        entry("2503.00001", "MLLM good one"),
+        entry("2503.00002", "MLLM without a date", omit=("published",)),
+        entry("2503.00003", "MLLM without an id", omit=("id",)),
+    )
+    with caplog.at_level(logging.WARNING):
+        report = cycle(settings)
+    assert report.ok and report.keywords[0].new == 1
+    assert any(
+        "skipped 2 of 3 entries missing required fields" in r.message for r in caplog.records
+    )
+
+
+def test_duplicate_entries_across_pages_are_folded(make_settings, arxiv_server):
+    settings = make_settings(keywords=["MLLM"], arxiv={"page_size": 2, "max_results": 6})
+    arxiv_server.add(
+        *(entry(f"2503.{n:05d}", f"MLLM {n}", day=f"2025-03-{n:02d}") for n in range(1, 7))
+    )
+    arxiv_server.fail("overlap", min_start=2, times=None)
+    report = cycle(settings)
+    assert report.ok
+    with Store(settings.store.path, lock=False) as store:
+        ids = [s.paper.id for s in store.stored_papers()]
+    assert len(ids) == len(set(ids))
+    assert settings.archive.path.read_text().count("**[MLLM ") == len(ids)
+
+
+# -- SMTP -------------------------------------------------------------------------------
+
+
+def smtp_story(make_settings, arxiv_server, smtp_server, **smtp):
+    """Three subscribers, one cycle already delivered, new papers waiting."""
+    settings = make_settings(keywords=["MLLM"], smtp={"max_connections": 1, **smtp})
+    for name in ("ann", "ben", "cat"):
+        subscribe(settings, f"{name}@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM old"))
+    assert cycle(settings).delivery.sent == 3
+    smtp_server.messages.clear()
+    arxiv_server.add(entry("2503.00001", "MLLM new", day="2025-03-03"))
+    return settings
+
+
+def later_everyone_gets_it_once(settings, arxiv_server, smtp_server):
+    arxiv_server.add(entry("2503.00002", "MLLM newer", day="2025-03-04"))
+    report = cycle(settings)
+    assert report.delivery.pending == 0
+    by_person = {}
+    for message in smtp_server.messages:
+        assert message.to not in by_person, f"{message.to} got two digests"
+        by_person[message.to] = paper_ids(message.message)
+    return by_person
+
+
+def test_smtp_connection_refused_then_delivered_once(make_settings, arxiv_server, smtp_server):
+    settings = smtp_story(make_settings, arxiv_server, smtp_server)
+    smtp_server.stop()
+    report = cycle(settings)
+    assert (report.delivery.sent, report.delivery.pending) == (0, 3)
+    smtp_server.start()
+    got = later_everyone_gets_it_once(settings, arxiv_server, smtp_server)
+    assert got == {f"{n}@example.org": ["2503.00002", "2503.00001"] for n in ("ann", "ben", "cat")}
+
+
+def test_smtp_421_at_connect_then_delivered_once(make_settings, arxiv_server, smtp_server, caplog):
+    settings = smtp_story(make_settings, arxiv_server, smtp_server)
+    smtp_server.greet_421 = True
+    with caplog.at_level(logging.WARNING):
+        report = cycle(settings)
+    assert report.delivery.pending == 3 and report.delivery.bounced == 0
+    assert any("421" in r.message for r in caplog.records)
+    smtp_server.greet_421 = False
+    got = later_everyone_gets_it_once(settings, arxiv_server, smtp_server)
+    assert len(got) == 3 and all(ids == ["2503.00002", "2503.00001"] for ids in got.values())
+
+
+def test_smtp_451_for_one_recipient_is_retried_later_others_unaffected(
+    make_settings, arxiv_server, smtp_server
+):
+    settings = smtp_story(make_settings, arxiv_server, smtp_server)
+    smtp_server.refuse("ben@example.org", "451 4.7.1 Greylisted, try again later")
+    report = cycle(settings)
+    assert (report.delivery.sent, report.delivery.pending, report.delivery.bounced) == (2, 1, 0)
+    assert sorted(m.to for m in smtp_server.messages) == ["ann@example.org", "cat@example.org"]
+    smtp_server.refusals.clear()
+    smtp_server.messages.clear()
+    got = later_everyone_gets_it_once(settings, arxiv_server, smtp_server)
+    assert got["ben@example.org"] == ["2503.00002", "2503.00001"], "the missed paper too"
+    assert got["ann@example.org"] == ["2503.00002"]
+
+
+def test_smtp_550_for_one_recipient_counts_a_bounce_others_unaffected(
+    make_settings, arxiv_server, smtp_server
+):
+    settings = smtp_story(make_settings, arxiv_server, smtp_server)
+    smtp_server.refuse("ben@example.org")
+    report = cycle(settings)
+    assert (report.delivery.sent, report.delivery.bounced) == (2, 1)
+    with Store(settings.store.path, lock=False) as store:
+        assert store.delivery("ben@example.org").bounces == 1
+
+
+def test_smtp_connection_dropped_in_data_is_retried_and_delivered_once(
+    make_settings, arxiv_server, smtp_server
+):
+    settings = smtp_story(make_settings, arxiv_server, smtp_server)
+    smtp_server.drop_in_data = 1
+    report = cycle(settings)
+    assert report.delivery.sent == 3 and report.delivery.pending == 0
+    assert sorted(m.to for m in smtp_server.messages) == [
+        "ann@example.org",
+        "ben@example.org",
+        "cat@example.org",
+    ]
+
+
+def test_smtp_slower_than_the_timeout_stays_pending_then_delivered_once(
+    make_settings, arxiv_server, smtp_server
+):
+    settings = smtp_story(make_settings, arxiv_server, smtp_server, timeout_seconds=0.3, retries=0)
+    smtp_server.delay = 0.6
+    report = cycle(settings)
+    assert report.delivery.sent == 0 and report.delivery.pending == 3
+    smtp_server.delay = 0
+    got = later_everyone_gets_it_once(settings, arxiv_server, smtp_server)
+    assert len(got) == 3
+
+
+# -- the disk ------------------------------------------------------------------------------
+
+
+def run_limited(settings, *, file_size: int | None = None, wrap: list[str] | None = None):
+    """`run --once` in a subprocess, optionally with a file size limit (a full disk)."""
+
+    def limit() -> None:
+        if file_size is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
+
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "--settings",
+        str(settings.file),
+        "run",
+        "--once",
+    ]
+    return subprocess.run(
+        [*(wrap or []), *command],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=60,
+    )
+
+
+def test_disk_full_gives_a_clear_error_and_keeps_store_and_archive(make_settings, arxiv_server):
+    settings = make_settings(keywords=["MLLM"])
+    arxiv_server.add(entry("2502.00001", "MLLM old"))
+    assert run_cli("--settings", str(settings.file), "run", "--once").returncode == 0
+    store_before = settings.store.path.read_bytes()
+    archive_before = settings.archive.path.read_bytes()
+
+    arxiv_server.add(*(entry(f"2503.{n:05d}", f"MLLM {n}", abstract="x" * 3000) for n in range(30)))
+    result = run_limited(settings, file_size=len(store_before) + 4096)
+    assert result.returncode == 1
+    assert "cannot save the store: File too large; the previous file is intact" in result.stderr
+    with Store(settings.store.path, lock=False) as store:  # loads: not truncated
+        assert [s.paper.id for s in store.stored_papers()] == ["2502.00001"]
+    assert settings.archive.path.read_bytes() == archive_before
+    assert not list(settings.store.path.parent.glob(".*.tmp"))
+    again = run_cli("--settings", str(settings.file), "run", "--once")
+    assert again.returncode == 0, again.stderr
+    with Store(settings.store.path, lock=False) as store:
+        assert store.paper_count() == 31
+
+
+@pytest.mark.skipif(
+    shutil.which("unshare") is None, reason="needs unshare(1) for a read-only mount"
+)
+def test_read_only_store_directory_gives_a_clear_error_and_keeps_the_store(
+    make_settings, arxiv_server
+):
+    settings = make_settings(keywords=["MLLM"])
+    arxiv_server.add(entry("2502.00001", "MLLM old"))
+    assert run_cli("--settings", str(settings.file), "run", "--once").returncode == 0
+    before = settings.store.path.read_bytes()
+    arxiv_server.add(entry("2503.00001", "MLLM new"))
+    state = str(settings.store.path.parent)
+    # A private mount namespace where the state directory is read-only for this process only
+    # (chmod does not stop root; a read-only mount stops everyone).
+    script = (
+        f'mount --bind "{state}" "{state}" && mount -o remount,bind,ro "{state}" "{state}" '
+        '&& exec "$@"'
+    )
+    result = run_limited(settings, wrap=["unshare", "-rm", "sh", "-c", script, "sh"])
+    if "mount:" in result.stderr and "Read-only" not in result.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {result.stderr.strip()}")
+    assert result.returncode == 1, result.stderr
+    assert "Read-only file system" in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert settings.store.path.read_bytes() == before
