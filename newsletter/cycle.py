@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from .archive import ArchiveError, newest_by_keyword, render_archive, write_archive
+from .archive_files import ArchiveUpdate, update_archive
 from .arxiv_source import ArxivClient, FetchError, fetch_keyword
 from .config import Settings
 from .crashpoints import crashpoint
 from .deliver import DeliveryReport, deliver_digests
 from .papers import Paper, StoredPaper
+from .publish import PublishReport, commit_message, publish
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class CycleReport:
     archive_error: str | None
     seconds: float
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    publish: PublishReport | None = None  # None when [archive] git is off
 
     @property
     def failed_keywords(self) -> tuple[KeywordReport, ...]:
@@ -53,7 +56,11 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed_keywords and self.archive_error is None
+        return (
+            not self.failed_keywords
+            and self.archive_error is None
+            and (self.publish is None or self.publish.error is None)
+        )
 
     def summary(self) -> str:
         failed = len(self.failed_keywords)
@@ -68,6 +75,7 @@ class CycleReport:
                 if self.archive_written
                 else "unchanged"
             )
+            + (f"; git {'FAILED' if self.publish.error else 'ok'}" if self.publish else "")
             + f"; {self.seconds:.1f} s"
         )
 
@@ -84,6 +92,27 @@ def publish_archive(
     """Write the archive file; True when it changed. Raises ArchiveError."""
     text = render_archive(sections, settings.archive.max_papers, today or datetime.now(UTC).date())
     return write_archive(settings.archive.path, text)
+
+
+def publish_archive_files(
+    settings: Settings, store: Store, today: date | None = None
+) -> ArchiveUpdate:
+    """Rebuild the README and, when on, the monthly pages and feeds. Raises ArchiveError."""
+    return update_archive(
+        settings.archive,
+        settings.keyword_names,
+        store.stored_papers(),
+        today or datetime.now(UTC).date(),
+    )
+
+
+def publish_to_git(
+    settings: Settings, keywords: tuple[KeywordReport, ...] = (), today: date | None = None
+) -> PublishReport:
+    """Commit (and push) the archive files when [archive] git is on; never raises."""
+    counts = [(k.name, k.new, k.updated) for k in keywords]
+    message = commit_message(counts, today or datetime.now(UTC).date())
+    return publish(settings.archive, settings.keyword_names, message)
 
 
 def run_cycle(
@@ -147,11 +176,17 @@ def run_cycle(
     archive_error = None
     written = False
     try:
-        written = publish_archive(settings, sections, today)
+        written = publish_archive_files(settings, store, today).changed
     except ArchiveError as err:
         archive_error = str(err)
         log.error("archive: %s", err)
     crashpoint("after-archive")
+
+    published = None
+    if settings.archive.git and archive_error is None:
+        published = publish_to_git(settings, keywords, today)
+    elif settings.archive.git:
+        published = PublishReport(error="not published: the archive could not be written")
 
     delivery = deliver_digests(settings, store, number, today=today, stop=stop)
     log.info("%s", delivery.summary())
@@ -163,6 +198,7 @@ def run_cycle(
         archive_error=archive_error,
         seconds=time.monotonic() - started,
         delivery=delivery,
+        publish=published,
     )
     store.finish_cycle(
         number,
