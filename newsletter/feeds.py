@@ -52,7 +52,7 @@ def paper_id_url(paper: Paper) -> str:
 
 
 def _add(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:
-    element = ET.SubElement(parent, f"{{{ATOM}}}{tag}", {k: xml_text(v) for k, v in attrib.items()})
+    element = ET.SubElement(parent, tag, {k: xml_text(v) for k, v in attrib.items()})
     if text is not None:
         element.text = xml_text(text)
     return element
@@ -76,7 +76,9 @@ def _entry(feed: ET.Element, paper: Paper) -> None:
 
 def render_feed(title: str, entries: Sequence[StoredPaper], links: FeedLinks) -> str:
     """The keyword's feed; `entries` newest first, as in the README table."""
-    feed = ET.Element(f"{{{ATOM}}}feed")
+    # Unprefixed names under a default xmlns: ElementTree's default_namespace option
+    # refuses unprefixed attributes, and register_namespace would change global state.
+    feed = ET.Element("feed", xmlns=ATOM)
     _add(feed, "id", links.id)
     _add(feed, "title", title, type="text")
     updated = max((e.paper.updated for e in entries), default=EPOCH)
@@ -89,5 +91,5 @@ def render_feed(title: str, entries: Sequence[StoredPaper], links: FeedLinks) ->
     for stored in entries:
         _entry(feed, stored.paper)
     ET.indent(feed)
-    body = ET.tostring(feed, encoding="unicode", default_namespace=ATOM)
+    body = ET.tostring(feed, encoding="unicode")
     return f'<?xml version="1.0" encoding="utf-8"?>\n{body}\n'

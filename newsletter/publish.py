@@ -64,7 +64,8 @@ class PublishReport:
     def summary(self) -> str:
         """One line: what was committed, then what happened to the push."""
         parts = [
-            f"committed {self.commit} ({self.files} files): {self.message}"
+            f"committed {self.commit} ({self.files} {'file' if self.files == 1 else 'files'}): "
+            f"{self.message}"
             if self.commit
             else "nothing to commit"
         ]
@@ -131,7 +132,9 @@ def _reason(stderr: str) -> str:
     skip = ("hint:", "please make sure", "and the repository exists", "to ")
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     useful = [line for line in lines if not line.lower().startswith(skip)]
-    text = "; ".join(line.removeprefix("fatal: ").removeprefix("error: ") for line in useful[:3])
+    text = "; ".join(
+        line.removeprefix("fatal: ").removeprefix("error: ").rstrip(".") for line in useful[:3]
+    )
     return text or "git gave no reason"
 
 
@@ -199,7 +202,10 @@ class Repo:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            raise GitError(f"git {args[0]} gave no answer within {timeout:g} s") from None
+            raise GitError(
+                f"git {args[0]} gave no answer within {timeout:g} s and was stopped; "
+                "the next cycle tries again"
+            ) from None
         result = _Result(process.returncode, out, err)
         if check and result.code:
             raise GitError(f"git {args[0]} failed in {self.top}: {_reason(err)}")
