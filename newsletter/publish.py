@@ -234,7 +234,7 @@ class Repo:
 
     def changed(self, settings: ArchiveSettings, names: Sequence[str]) -> list[str]:
         """Our files that differ from HEAD (new, modified, deleted), repository-relative."""
-        folder = settings.path.parent.resolve()
+        folder = self._relative(settings.path.parent)
         specs = [self._relative(path) for path in archive_pathspecs(settings, names)]
         out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *specs).out
         fields = out.split("\0")
@@ -243,8 +243,8 @@ class Repo:
         while index < len(fields) and fields[index]:
             status, path = fields[index][:2], fields[index][3:]
             index += 2 if status[0] in "RC" else 1
-            inside = PurePosixPath(path).relative_to(self._relative(folder) or ".")
-            if is_archive_file(settings, inside) and path not in paths:
+            inside = _under(path, folder)
+            if inside is not None and is_archive_file(settings, inside) and path not in paths:
                 paths.append(path)
         return paths
 
