@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 LOCAL_TIMEOUT = 60.0  # seconds for a command that does not leave the machine
 NETWORK_TIMEOUT = 180.0  # fetch and push
 MESSAGE_PREFIX = "Update papers:"
+_REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 
 
 class GitError(Exception):
@@ -148,8 +149,10 @@ class Repo:
     @classmethod
     def containing(cls, folder: Path, author: str) -> Repo:
         name, _, address = author.rpartition(" <")
+        # GIT_DIR and friends would point git at another repository than the archive's.
+        inherited = {k: v for k, v in os.environ.items() if k not in _REPOSITORY_ENV}
         env = {
-            **os.environ,
+            **inherited,
             "GIT_TERMINAL_PROMPT": "0",  # never ask for a password: fail instead
             "GIT_AUTHOR_NAME": name,
             "GIT_AUTHOR_EMAIL": address.rstrip(">"),

@@ -4,13 +4,14 @@ of it holds the archive, and other clones play the people who push in between.""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from datetime import date
 
 import pytest
 from arxiv_server import entry
 from conftest import run_cli, subscribe
-from git_repos import Remote, git, isolate_git
+from git_repos import SOMEONE, Remote, git, isolate_git
 
 from newsletter import publish as publish_module
 from newsletter.cycle import run_cycle
@@ -315,3 +316,37 @@ def test_a_push_that_hangs_is_killed_at_the_timeout(publishing, remote, arxiv_se
     assert time.monotonic() - started < 20  # the sleeping child was killed with git
     assert report.publish.error.startswith("git push gave no answer within 1 s and was stopped")
     assert report.publish.commit
+
+
+def test_a_branch_other_than_the_configured_one_is_refused(publishing, remote, arxiv_server):
+    git(remote.site, "checkout", "--quiet", "-b", "drafts")
+    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+    report = cycle(publishing(branch="main"))
+    assert report.publish.error == (
+        f"{remote.site}: on branch 'drafts', but [archive] branch is 'main'; check out 'main' there"
+    )
+    assert report.publish.commit == "" and remote.log() == ["Start the archive"]
+
+
+def test_a_rebase_left_in_progress_stops_commits_until_aborted(publishing, remote, arxiv_server):
+    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+    settings = publishing()
+    cycle(settings)
+    other = remote.clone("other")
+    (other / "LICENSE").write_text("MIT\n")
+    git(other, "commit", "--quiet", "-am", "Relicense")
+    (remote.site / "LICENSE").write_text("GPL\n")
+    git(remote.site, "commit", "--quiet", "-am", "Relicense differently")
+    git(other, "push", "--quiet", "origin", "main")
+    git(remote.site, "fetch", "--quiet", "origin")
+    rebase = subprocess.run(
+        ["git", *SOMEONE, "rebase", "origin/main"],
+        cwd=remote.site,
+        capture_output=True,
+        text=True,
+    )
+    assert "CONFLICT" in rebase.stdout  # the admin's rebase stopped on a conflict
+    arxiv_server.add(entry("2503.00002", "Hallucination two", day="2025-03-02"))
+    report = cycle(settings, today=NEXT_DAY)
+    assert "a rebase or merge is in progress" in report.publish.error
+    assert report.publish.commit == ""
