@@ -370,7 +370,7 @@ def _archive(t: _Table, base: Path) -> ArchiveSettings:
 _GIT_NAME = re.compile(
     r"^(?![-./])(?!.*(?:\.\.|//|@\{|\.lock/|/\.))"  # no leading -./, no .. // @{ .lock/ /.
     r"[^\s~^:?*\[\\\x00-\x1f\x7f]+"  # no spaces, controls or ~^:?*[\
-    r"(?<![./])$"  # no trailing . or /
+    r"(?<![./])\Z"  # no trailing . or /
 )
 
 

@@ -55,6 +55,7 @@ BAD = [
     ('branch = "main lines"', "[archive] branch must be a branch name like main"),
     ('branch = "main.lock"', "[archive] branch must be a branch name like main"),
     ('branch = "main/"', "[archive] branch must be a branch name like main"),
+    ('branch = "main\\n"', "[archive] branch must be a branch name like main"),
     ("gti = true", "[archive] has unknown key 'gti'"),
 ]
 
