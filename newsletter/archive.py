@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 from .fsutil import write_atomic
@@ -100,25 +100,67 @@ def newest_by_keyword(
     stored: Iterable[StoredPaper], names: Sequence[str], limit: int
 ) -> dict[str, list[StoredPaper]]:
     """Each keyword's newest `limit` papers; a paper appears under every keyword it matched."""
+    return {name: entries[:limit] for name, entries in all_by_keyword(stored, names).items()}
+
+
+def all_by_keyword(
+    stored: Iterable[StoredPaper], names: Sequence[str]
+) -> dict[str, list[StoredPaper]]:
+    """Every stored paper of each keyword, newest first by `order_key`."""
     grouped: dict[str, list[StoredPaper]] = {name: [] for name in names}
     for entry in stored:
         for keyword in entry.keywords:
             if keyword in grouped:
                 grouped[keyword].append(entry)
     return {
-        name: sorted(entries, key=lambda e: order_key(e.paper), reverse=True)[:limit]
+        name: sorted(entries, key=lambda e: order_key(e.paper), reverse=True)
         for name, entries in grouped.items()
     }
 
 
+def month_of(paper: Paper) -> str:
+    """The monthly page a paper goes to: its first version's month (UTC), the month of
+    `order_key`, so the pages read newest first one after another like the table."""
+    return paper.published.astimezone(UTC).strftime("%Y-%m")
+
+
+def older_by_month(older: Sequence[StoredPaper]) -> dict[str, list[StoredPaper]]:
+    """Papers past a keyword's table (already newest first), grouped by month, newest first."""
+    months: dict[str, list[StoredPaper]] = {}
+    for entry in older:
+        months.setdefault(month_of(entry.paper), []).append(entry)
+    return months
+
+
+def render_page(name: str, month: str, entries: Sequence[StoredPaper], readme_name: str) -> str:
+    """A monthly page: the README's table format; no date line, so bytes show real change."""
+    return (
+        f"# {name}: {month}\n\n"
+        f"Papers on {name} first published in {month} that no longer fit in the table of "
+        f"[the archive](../{escape_url(readme_name)}), newest first.\n\n"
+        f"{TABLE_HEAD}" + "".join(row(entry.paper) + "\n" for entry in entries)
+    )
+
+
+def older_line(slug: str, months: Sequence[str]) -> str:
+    """The line under a keyword's table linking its monthly pages (relative to the README)."""
+    return "Older papers: " + ", ".join(f"[{m}]({slug}/{m}.md)" for m in months)
+
+
 def render_archive(
-    sections: Mapping[str, Sequence[StoredPaper]], max_papers: int, today: date
+    sections: Mapping[str, Sequence[StoredPaper]],
+    max_papers: int,
+    today: date,
+    older: Mapping[str, str] | None = None,
 ) -> str:
+    """The README; `older` maps a keyword to the line placed after its table (rotation)."""
     parts = [header(max_papers, today)]
     for name, entries in sections.items():
         parts.append(f"## {name}\n{TABLE_HEAD}")
         parts.append("".join(row(entry.paper) + "\n" for entry in entries))
         parts.append("\n")
+        if older and older.get(name):
+            parts.append(f"{older[name]}\n\n")
     return "".join(parts)
 
 
@@ -145,5 +187,25 @@ def write_archive(path: Path, text: str) -> bool:
     except OSError as err:
         raise ArchiveError(
             f"{path}: cannot write the archive: {err.strerror}; the previous file is intact"
+        ) from None
+    return True
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write an archive page or feed atomically, creating its folder; False (and no
+    write) when the file already holds exactly these bytes."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ArchiveError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, data, name="archive")
+    except OSError as err:
+        raise ArchiveError(
+            f"{path}: cannot write: {err.strerror}; the previous file is intact"
         ) from None
     return True

@@ -17,7 +17,7 @@ from . import __version__
 from .addresses import address_key
 from .archive import ArchiveError
 from .config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_path
-from .cycle import CycleReport, archive_sections, publish_archive
+from .cycle import CycleReport, publish_archive_files, publish_to_git
 from .daemon import Daemon
 from .deliver import is_new_subscription, preview
 from .fsutil import AlreadyRunning
@@ -49,6 +49,8 @@ def print_cycle(report: CycleReport) -> None:
             print(f"{k.name}: fetched {k.fetched}, new {k.new}, kept in archive {k.archived}")
     if report.archive_error:
         print(f"archive: FAILED: {report.archive_error}")
+    if report.publish:
+        print(report.publish.summary())
     print(report.delivery.summary())
     print(report.summary())
 
@@ -152,13 +154,27 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
-    with Store(settings.store.path, lock=False) as store:
-        sections = archive_sections(settings, store)
-    changed = publish_archive(settings, sections)
-    counts = ", ".join(f"{name} {len(papers)}" for name, papers in sections.items())
-    state = "written" if changed else "unchanged"
-    print(f"{settings.archive.path}: {state} ({counts})")
-    return EXIT_OK
+    if args.publish and not settings.archive.git:
+        raise UsageError(f"{settings.file}: --publish needs [archive] git = true")
+    # Publishing runs git in the archive's repository: take the instance lock, so a
+    # running daemon's commit and ours cannot collide. Rebuilding alone needs no lock.
+    with Store(settings.store.path, lock=args.publish) as store:
+        update = publish_archive_files(settings, store)
+        counts = ", ".join(f"{name} {len(papers)}" for name, papers in update.sections.items())
+        state = "written" if update.readme_written else "unchanged"
+        print(f"{settings.archive.path}: {state} ({counts})")
+        if settings.archive.rotate:
+            pages = sum(1 for path in update.written if path.suffix == ".md")
+            removed = len(update.removed)
+            print(f"monthly pages: {update.pages}, {pages} written, {removed} removed")
+        if settings.archive.feeds:
+            feeds = sum(1 for path in update.written if path.suffix == ".xml")
+            print(f"feeds: {update.feeds}, {feeds} written")
+        if not args.publish:
+            return EXIT_OK
+        report = publish_to_git(settings)
+    print(report.summary())
+    return EXIT_OK if report.error is None else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     archive = commands.add_parser(
         "archive",
         help="rewrite the archive from the store, without fetching",
-        description="Rebuild the Markdown archive from the papers already in the store.",
+        description="Rebuild the Markdown archive from the papers already in the store "
+        "(with the monthly pages and feeds when [archive] rotate or feeds is on). It does "
+        "not touch git unless --publish is given; the next cycle commits the changes.",
+    )
+    archive.add_argument(
+        "--publish",
+        action="store_true",
+        help="then commit the archive files and push them, as a cycle does "
+        "(needs [archive] git = true; exits 1 if git fails)",
     )
     archive.set_defaults(handler=cmd_archive)
 

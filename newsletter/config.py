@@ -7,10 +7,12 @@ without reading our source.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from .addresses import AddressError, parse_mailbox
 DEFAULT_SETTINGS = "settings.toml"
 SETTINGS_ENV = "NEWSLETTER_SETTINGS"
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
+DEFAULT_GIT_AUTHOR = "Daily Papers <daily-papers@localhost>"
 
 
 class ConfigError(Exception):
@@ -48,6 +51,14 @@ class Keyword:
     categories: tuple[str, ...] | None = None
 
 
+def keyword_slug(name: str) -> str:
+    """The keyword's name in file names and links (archive pages, feeds): ASCII, lowercase,
+    dashes; a name without ASCII letters or digits gets a stable hash instead."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug or "keyword-" + hashlib.sha256(name.encode()).hexdigest()[:10]
+
+
 @dataclass(frozen=True)
 class StoreSettings:
     path: Path
@@ -58,6 +69,13 @@ class ArchiveSettings:
     path: Path
     max_papers: int = 100
     public_url: str = ""
+    rotate: bool = False  # papers beyond max_papers go to monthly pages
+    feeds: bool = False  # one Atom feed per keyword
+    git: bool = False  # commit the archive files after a cycle that changed them
+    push: bool = False
+    remote: str = "origin"
+    branch: str = ""  # "" = the branch checked out in the archive's repository
+    git_author: str = DEFAULT_GIT_AUTHOR
 
 
 @dataclass(frozen=True)
@@ -336,13 +354,64 @@ def _store(file: str, t: _Table, state_base: Path) -> StoreSettings:
 
 
 def _archive(t: _Table, base: Path) -> ArchiveSettings:
+    d = ArchiveSettings(path=base)
     result = ArchiveSettings(
         path=t.path("path", "archive/README.md", base),
         max_papers=t.integer("max_papers", 100, minimum=1),
         public_url=_optional_url(t, "public_url"),
+        rotate=t.boolean("rotate", d.rotate),
+        feeds=t.boolean("feeds", d.feeds),
+        git=t.boolean("git", d.git),
+        push=t.boolean("push", d.push),
+        remote=_git_name(t, "remote", t.string("remote", d.remote), "a remote name like origin"),
+        branch=_git_name(
+            t, "branch", t.string("branch", d.branch, nonempty=False), "a branch name like main"
+        ),
+        git_author=_git_author(t, t.string("git_author", d.git_author)),
     )
+    if result.push and not result.git:
+        raise t.fail("push", "false unless git = true (only our own commits are pushed)", True)
     t.finish()
     return result
+
+
+# What git accepts in a ref name (git check-ref-format), minus anything that could
+# be read as an option: remote and branch go on git's command line.
+_GIT_NAME = re.compile(
+    r"^(?![-./])(?!.*(?:\.\.|//|@\{|\.lock/|/\.))"  # no leading -./, no .. // @{ .lock/ /.
+    r"[^\s~^:?*\[\\\x00-\x1f\x7f]+"  # no spaces, controls or ~^:?*[\
+    r"(?<![./])\Z"  # no trailing . or /
+)
+
+
+def _git_name(t: _Table, key: str, value: str, expected: str) -> str:
+    if value and (not _GIT_NAME.match(value) or value.endswith(".lock") or value == "@"):
+        raise t.fail(key, expected, value)
+    return value
+
+
+def _git_author(t: _Table, value: str) -> str:
+    """Git refuses angle brackets and line breaks in a name; we refuse them here, at start."""
+    expected = "'Name <address>', like 'Daily Papers <daily-papers@localhost>'"
+    match = re.fullmatch(r"([^<>\r\n\0]*[^<>\s])\s*<([^<>\s]+@[^<>\s]+)>", value.strip())
+    if not match:
+        raise t.fail("git_author", expected, value)
+    return f"{match[1].strip()} <{match[2]}>"
+
+
+def _check_slugs(file: str, keywords: tuple[Keyword, ...], archive: ArchiveSettings) -> None:
+    """Monthly pages and feeds are named by keyword_slug: two keywords must not share one."""
+    if not (archive.rotate or archive.feeds):
+        return
+    seen: dict[str, int] = {}
+    for number, keyword in enumerate(keywords, start=1):
+        slug = keyword_slug(keyword.name)
+        if slug in seen:
+            raise ConfigError(
+                f"{file}: [[keywords]] #{number} name {_show(keyword.name)} gives the same "
+                f"archive file name {slug!r} as keyword #{seen[slug]}; rename one of them"
+            )
+        seen[slug] = number
 
 
 def _digest(t: _Table, base: Path) -> DigestSettings:
@@ -444,6 +513,7 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
     keywords = _keywords(file, top._get("keywords", None, "", lambda v: True))
     store = _store(file, top.table("store"), state_base)
     archive = _archive(top.table("archive"), base)
+    _check_slugs(file, keywords, archive)
     t = top.table("subscribers")
     subscribers = SubscribersSettings(dir=t.path("dir", "subscribers", base))
     t.finish()

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from .archive import ArchiveError, newest_by_keyword, render_archive, write_archive
+from .archive import ArchiveError
+from .archive_files import ArchiveUpdate, update_archive
 from .arxiv_source import ArxivClient, FetchError, fetch_keyword
 from .config import Settings
 from .crashpoints import crashpoint
 from .deliver import DeliveryReport, deliver_digests
-from .papers import Paper, StoredPaper
+from .papers import Paper
+from .publish import PublishReport, commit_message, publish
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class CycleReport:
     seconds: float
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
     interrupted: bool = False
+    publish: PublishReport | None = None  # None when [archive] git is off
 
     @property
     def failed_keywords(self) -> tuple[KeywordReport, ...]:
@@ -55,7 +58,11 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed_keywords and self.archive_error is None
+        return (
+            not self.failed_keywords
+            and self.archive_error is None
+            and (self.publish is None or self.publish.error is None)
+        )
 
     def summary(self) -> str:
         failed = len(self.failed_keywords)
@@ -70,22 +77,31 @@ class CycleReport:
                 if self.archive_written
                 else "unchanged"
             )
+            + (f"; git {'FAILED' if self.publish.error else 'ok'}" if self.publish else "")
+            + f"; emails sent {self.delivery.sent}, pending {self.delivery.pending}"
             + f"; {self.seconds:.1f} s"
         )
 
 
-def archive_sections(settings: Settings, store: Store) -> dict[str, list[StoredPaper]]:
-    return newest_by_keyword(
-        store.stored_papers(), settings.keyword_names, settings.archive.max_papers
+def publish_archive_files(
+    settings: Settings, store: Store, today: date | None = None
+) -> ArchiveUpdate:
+    """Rebuild the README and, when on, the monthly pages and feeds. Raises ArchiveError."""
+    return update_archive(
+        settings.archive,
+        settings.keyword_names,
+        store.stored_papers(),
+        today or datetime.now(UTC).date(),
     )
 
 
-def publish_archive(
-    settings: Settings, sections: dict[str, list[StoredPaper]], today: date | None = None
-) -> bool:
-    """Write the archive file; True when it changed. Raises ArchiveError."""
-    text = render_archive(sections, settings.archive.max_papers, today or datetime.now(UTC).date())
-    return write_archive(settings.archive.path, text)
+def publish_to_git(
+    settings: Settings, keywords: tuple[KeywordReport, ...] = (), today: date | None = None
+) -> PublishReport:
+    """Commit (and push) the archive files when [archive] git is on; never raises."""
+    counts = [(k.name, k.new, k.updated) for k in keywords]
+    message = commit_message(counts, today or datetime.now(UTC).date())
+    return publish(settings.archive, settings.keyword_names, message)
 
 
 class Interrupted(Exception):
@@ -204,16 +220,23 @@ def _run(
             },
         )
 
-    sections = archive_sections(settings, store)
-    keywords = tuple(replace(k, archived=len(sections[k.name])) for k in keywords)
     archive_error = None
     written = False
     try:
-        written = publish_archive(settings, sections, today)
+        update = publish_archive_files(settings, store, today)
     except ArchiveError as err:
         archive_error = str(err)
         log.error("archive: %s", err)
+    else:
+        written = update.changed
+        keywords = tuple(replace(k, archived=len(update.sections[k.name])) for k in keywords)
     crashpoint("after-archive")
+
+    published = None
+    if settings.archive.git and archive_error is None:
+        published = publish_to_git(settings, keywords, today)
+    elif settings.archive.git:
+        published = PublishReport(error="not published: the archive could not be written")
 
     delivery = DeliveryReport()
     if not stop.is_set():
@@ -230,6 +253,7 @@ def _run(
         seconds=time.monotonic() - started,
         delivery=delivery,
         interrupted=stop.is_set(),
+        publish=published,
     )
     store.finish_cycle(
         number,

@@ -1,0 +1,184 @@
+"""The archive as files on disk: the README, and when enabled the monthly pages of
+papers past each table (`rotate`) and one Atom feed per keyword (`feeds`).
+
+Everything is rebuilt from the store every time, like the README, so the files
+can always be regenerated; a file is only replaced when its bytes change (the
+README: when more than its date line changes), which keeps the archive's git
+history to real changes. Layout, relative to the README's folder:
+
+    README.md                     the capped tables (seed format)
+    KEYWORD-slug/YYYY-MM.md       papers past the cap, by first version's month
+    feeds/KEYWORD-slug.xml        Atom feed of the keyword's table
+
+A monthly page whose papers all came back into the table (max_papers raised)
+is deleted: keeping it would show those papers twice, and the README no longer
+links it. Files of keywords no longer in settings, and pages or feeds left
+after `rotate` or `feeds` is turned off, are not touched: they are the admin's
+to delete.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path, PurePosixPath
+from urllib.parse import urljoin
+
+from .archive import (
+    ArchiveError,
+    all_by_keyword,
+    older_by_month,
+    older_line,
+    render_archive,
+    render_page,
+    write_archive,
+    write_if_changed,
+)
+from .config import ArchiveSettings, keyword_slug
+from .feeds import FeedLinks, render_feed
+from .papers import StoredPaper
+
+FEEDS_DIR = "feeds"
+_PAGE = re.compile(r"^\d{4}-\d\d\.md$")
+_SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+@dataclass(frozen=True)
+class ArchiveUpdate:
+    """What one rebuild did; `sections` are the README tables (for the per-keyword counts)."""
+
+    sections: dict[str, list[StoredPaper]]
+    readme_written: bool
+    written: tuple[Path, ...] = ()  # monthly pages and feeds (re)written
+    removed: tuple[Path, ...] = ()  # monthly pages whose papers are all back in the table
+    pages: int = 0  # monthly pages that exist now
+    feeds: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return self.readme_written or bool(self.written or self.removed)
+
+
+def feed_links(settings: ArchiveSettings, name: str) -> FeedLinks:
+    """With public_url the feed's id and self link are absolute (public_url must then
+    serve the archive's files, e.g. GitHub Pages); without it the links are relative
+    to the feed file and the id is a UUID derived from the archive's location."""
+    slug = keyword_slug(name)
+    if settings.public_url:
+        base = (
+            settings.public_url if settings.public_url.endswith("/") else settings.public_url + "/"
+        )
+        self_href = urljoin(base, f"{FEEDS_DIR}/{slug}.xml")
+        return FeedLinks(id=self_href, self_href=self_href, alternate_href=settings.public_url)
+    location = f"daily-papers:{settings.path.parent.resolve().as_uri()}#{slug}"
+    return FeedLinks(
+        id=f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, location)}",
+        self_href=f"{slug}.xml",
+        alternate_href=f"../{settings.path.name}",
+    )
+
+
+def render_files(
+    settings: ArchiveSettings, names: Sequence[str], stored: Iterable[StoredPaper], today: date
+) -> tuple[str, dict[str, list[StoredPaper]], dict[Path, str]]:
+    """Pure: the README text, its tables, and every page and feed as it should be now."""
+    everything = all_by_keyword(stored, names)
+    sections = {name: papers[: settings.max_papers] for name, papers in everything.items()}
+    folder = settings.path.parent
+    files: dict[Path, str] = {}
+    older: dict[str, str] = {}
+    for name, papers in everything.items():
+        slug = keyword_slug(name)
+        if settings.rotate:
+            months = older_by_month(papers[settings.max_papers :])
+            for month, entries in months.items():
+                page = render_page(name, month, entries, settings.path.name)
+                files[folder / slug / f"{month}.md"] = page
+            if months:
+                older[name] = older_line(slug, list(months))
+        if settings.feeds:
+            feed = render_feed(f"Daily Papers: {name}", sections[name], feed_links(settings, name))
+            files[folder / FEEDS_DIR / f"{slug}.xml"] = feed
+    readme = render_archive(sections, settings.max_papers, today, older)
+    return readme, sections, files
+
+
+def update_archive(
+    settings: ArchiveSettings, names: Sequence[str], stored: Iterable[StoredPaper], today: date
+) -> ArchiveUpdate:
+    """Rebuild every archive file; raises ArchiveError naming the file that failed.
+
+    Pages and feeds are written before the README, and stale pages removed after
+    it, so the README never links a page that is not there.
+    """
+    readme, sections, files = render_files(settings, names, stored, today)
+    folder = settings.path.parent
+    if files and not folder.is_dir():
+        raise ArchiveError(
+            f"{settings.path}: the directory {folder} does not exist; "
+            "create it or fix [archive] path"
+        )
+    written = tuple(path for path, text in files.items() if write_if_changed(path, text.encode()))
+    readme_written = write_archive(settings.path, readme)
+    removed: list[Path] = []
+    if settings.rotate:
+        for name in names:
+            for page in month_pages(folder / keyword_slug(name)):
+                if page not in files:
+                    _remove(page)
+                    removed.append(page)
+    return ArchiveUpdate(
+        sections=sections,
+        readme_written=readme_written,
+        written=written,
+        removed=tuple(removed),
+        pages=sum(1 for path in files if path.suffix == ".md"),
+        feeds=sum(1 for path in files if path.suffix == ".xml"),
+    )
+
+
+def month_pages(directory: Path) -> list[Path]:
+    """The monthly pages in a keyword's folder; other files there are not ours."""
+    try:
+        return sorted(p for p in directory.iterdir() if _PAGE.match(p.name) and p.is_file())
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise ArchiveError(f"{directory}: cannot list the monthly pages: {err.strerror}") from None
+
+
+def _remove(page: Path) -> None:
+    try:
+        page.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ArchiveError(f"{page}: cannot remove the stale page: {err.strerror}") from None
+
+
+def archive_pathspecs(settings: ArchiveSettings, names: Sequence[str]) -> list[Path]:
+    """Where our files can be, for the current settings: the README, each keyword's page
+    folder (rotate) and feed (feeds). What git publishing stages; nothing else."""
+    folder = settings.path.parent
+    paths = [settings.path]
+    for name in names:
+        slug = keyword_slug(name)
+        if settings.rotate:
+            paths.append(folder / slug)
+        if settings.feeds:
+            paths.append(folder / FEEDS_DIR / f"{slug}.xml")
+    return paths
+
+
+def is_archive_file(settings: ArchiveSettings, relative: PurePosixPath) -> bool:
+    """Whether a path (relative to the README's folder) has the shape of one of our files,
+    for any keyword: the README, a monthly page, a feed."""
+    text = relative.as_posix()
+    return (
+        text == settings.path.name
+        or re.fullmatch(rf"{_SLUG}/\d{{4}}-\d\d\.md", text) is not None
+        or re.fullmatch(rf"{FEEDS_DIR}/{_SLUG}\.xml", text) is not None
+    )
