@@ -274,14 +274,18 @@ def _check_template(table: _Table, key: str, value: str, fields: tuple[str, ...]
 
 
 def _check_query(table: _Table, key: str, query: str) -> str:
-    """Refuse a raw arXiv query that the API would reject or misread."""
+    """Refuse a raw arXiv query that the API would reject or misread: quotes must pair
+    up, and parentheses outside quoted phrases must balance."""
     if query.count('"') % 2:
         raise table.fail(key, "a query with balanced double quotes", query)
     depth = 0
-    for char in query.replace('\\"', ""):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            break
+    for number, part in enumerate(query.split('"')):
+        if number % 2:  # inside a quoted phrase, parentheses are just text
+            continue
+        for char in part:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth < 0:
+                raise table.fail(key, "a query with balanced parentheses", query)
     if depth:
         raise table.fail(key, "a query with balanced parentheses", query)
     return query
