@@ -121,17 +121,21 @@ def make_settings(
     return make
 
 
+def cli_command(*args: str) -> list[str]:
+    """The real command line: `python -m newsletter ARGS` (this checkout's package)."""
+    return [sys.executable, "-m", "newsletter", *args]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), **(extra or {})}
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """The real command, as a subprocess: `python -m newsletter ARGS`."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    """Run the command as a subprocess and wait for it."""
     return subprocess.run(
-        [sys.executable, "-m", "newsletter", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
+        cli_command(*args), capture_output=True, text=True, env=cli_env(env), timeout=timeout
     )
 
 

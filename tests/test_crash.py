@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 from collections import Counter
 from datetime import date
 
 import pytest
 from arxiv_server import entry
-from conftest import REPO, run_cli, subscribe
+from conftest import cli_command, cli_env, run_cli, subscribe
 from digest_reader import paper_ids
 from test_archive import gfm_cells
 
@@ -128,16 +127,8 @@ def test_two_runs_at_once_one_proceeds_the_other_refuses(make_settings, arxiv_se
     settings = make_settings()
     arxiv_server.add(*FIRST)
     arxiv_server.fail("stall", seconds=1.0)  # keep the first one busy while the second starts
-    command = [
-        sys.executable,
-        "-m",
-        "newsletter",
-        "--settings",
-        str(settings.file),
-        "run",
-        "--once",
-    ]
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    command = cli_command("--settings", str(settings.file), "run", "--once")
+    env = cli_env()
     first = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from arxiv_server import entry
-from conftest import REPO, run_cli, subscribe
+from conftest import REPO, cli_command, cli_env, run_cli, subscribe
 
 from newsletter.clock import missed_since, next_due, previous_due
 from newsletter.config import ScheduleSettings
@@ -35,11 +34,11 @@ class Process:
     def __init__(self, settings, env: dict[str, str] | None = None, stderr: int | None = None):
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "newsletter", "--settings", str(settings.file), "run"],
+            cli_command("--settings", str(settings.file), "run"),
             stdout=subprocess.DEVNULL,
             stderr=stderr if stderr is not None else subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+            env=cli_env(env),
         )
         if self.proc.stderr is not None:
             threading.Thread(target=self._read, daemon=True).start()

@@ -4,17 +4,15 @@ nothing but the timing."""
 from __future__ import annotations
 
 import logging
-import os
 import resource
 import shutil
 import signal
 import subprocess
-import sys
 from datetime import date
 
 import pytest
 from arxiv_server import entry
-from conftest import REPO, run_cli, subscribe
+from conftest import cli_command, cli_env, run_cli, subscribe
 from digest_reader import paper_ids
 
 from newsletter.cycle import run_cycle
@@ -235,18 +233,10 @@ def run_limited(settings, *, file_size: int | None = None, wrap: list[str] | Non
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
-    command = [
-        sys.executable,
-        "-m",
-        "newsletter",
-        "--settings",
-        str(settings.file),
-        "run",
-        "--once",
-    ]
+    command = cli_command("--settings", str(settings.file), "run", "--once")
     return subprocess.run(
         [*(wrap or []), *command],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=cli_env(),
         capture_output=True,
         text=True,
         preexec_fn=limit,
