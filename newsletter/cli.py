@@ -20,6 +20,7 @@ from .config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings
 from .cycle import CycleReport, archive_sections, publish_archive, run_cycle
 from .deliver import is_new_subscription, preview
 from .fsutil import AlreadyRunning
+from .inbox import poll_inbox
 from .mailer import MailerError
 from .store import Store, StoreError
 from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
@@ -149,6 +150,23 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.once:
+        raise UsageError(
+            "newsletter inbox: add --once (read the mailbox once and exit); "
+            "the daemon reads it every [inbox] poll_seconds"
+        )
+    if settings.inbox is None:
+        raise UsageError(
+            f"{settings.file}: [inbox] is not configured (set maildir, or imap_host with "
+            "username and password_env)"
+        )
+    with Store(settings.store.path) as store:
+        report = poll_inbox(settings, store)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     with Store(settings.store.path, lock=False) as store:
         sections = archive_sections(settings, store)
@@ -239,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     preview_parser.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     preview_parser.add_argument("--text", action="store_true", help="the plain-text part")
     preview_parser.set_defaults(handler=cmd_preview)
+
+    inbox = commands.add_parser(
+        "inbox",
+        help="act on the commands mailed to the newsletter (with --once)",
+        description="Read the [inbox] mailbox once: act on subscribe, keywords, unsubscribe "
+        "and help mails, count bounce reports, send the replies. Exit 1 if the mailbox or "
+        "the SMTP server could not be used.",
+    )
+    inbox.add_argument("--once", action="store_true", help="read the mailbox once and exit")
+    inbox.set_defaults(handler=cmd_inbox)
     return parser
 
 
