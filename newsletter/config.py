@@ -78,6 +78,11 @@ class DigestSettings:
     def domain(self) -> str:
         return self.sender_address.rpartition("@")[2]
 
+    @property
+    def list_name(self) -> str:
+        """The display name of `from` ("Daily Papers"), used in replies and web pages."""
+        return parse_mailbox(self.sender)[0] or "Daily Papers"
+
 
 @dataclass(frozen=True)
 class SmtpSettings:
@@ -431,7 +436,7 @@ def _smtp(t: _Table, base: Path) -> SmtpSettings:
 
 
 def _listen(t: _Table, value: str) -> tuple[str, int]:
-    """ "127.0.0.1:8025" or "[::1]:8025" → (host, port)."""
+    """'127.0.0.1:8025' or '[::1]:8025' → (host, port)."""
     host, colon, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:

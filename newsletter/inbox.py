@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr
 
-from .addresses import AddressError, address_key, parse_mailbox
+from .addresses import address_key
 from .commands import (
     CODE_LENGTH,
     CONFIRM,
@@ -78,7 +78,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 25  # messages whose effects are saved in one store write before they are marked
 PROCESSED_MEMORY = timedelta(days=30)  # how long handled Message-IDs are remembered
-DEFAULT_LIST_NAME = "Daily Papers"
 
 
 @dataclass(frozen=True)
@@ -112,14 +111,6 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(code.lower().encode()).hexdigest()
 
 
-def list_name(settings: Settings) -> str:
-    try:
-        name, _ = parse_mailbox(settings.digest.sender)
-    except AddressError:
-        name = ""
-    return name or DEFAULT_LIST_NAME
-
-
 class Inbox:
     """One poll's state: settings, the open store, the token secret, who is subscribed."""
 
@@ -132,7 +123,7 @@ class Inbox:
         self.secret = load_or_create_secret(settings.web.secret_file)
         roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
         self.subscribers: dict[str, Subscriber] = {s.key: s for s in roster.subscribers}
-        name = list_name(settings)
+        name = settings.digest.list_name
         self.voice = Voice(
             name, self.config.address, settings.keyword_names, self.config.confirm_hours
         )
@@ -274,7 +265,12 @@ class Inbox:
         if request.action == UNSUBSCRIBE:
             self._remove(request.email)
         else:
-            self._save(request)
+            try:
+                self._save(request)
+            except SubscriberError as err:  # a keyword was removed from settings meanwhile
+                what = f"Nothing changed: {err}."
+                self._reply(incoming, problem_reply(self.voice, request.email, what))
+                return f"confirmed, but refused: {err}"
         self._reply(
             incoming, done_reply(self.voice, request.email, request.action, request.keywords)
         )

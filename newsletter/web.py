@@ -27,7 +27,6 @@ from typing import Any
 
 from .commands import TOKEN_LENGTH
 from .config import Settings
-from .inbox import list_name
 from .subscribers import Subscriber, load_subscribers, remove_subscriber
 from .tokens import load_or_create_secret, token
 
@@ -57,7 +56,7 @@ class Unsubscriber:
         self.directory = settings.subscribers.dir
         self.keywords = settings.keyword_names
         self.secret = secret
-        self.list_name = list_name(settings)
+        self.list_name = settings.digest.list_name
         self._lock = threading.Lock()
         self._stamp: int | None = None
         self._by_token: dict[str, Subscriber] = {}
@@ -201,7 +200,6 @@ class WebServer:
 
     @property
     def port(self) -> int:
-        """The port actually bound (useful when listen asks for port 0)."""
         assert self._server is not None
         return self._server.server_address[1]
 
