@@ -48,6 +48,7 @@ from .commands import (
     parse_command,
 )
 from .config import Settings
+from .crashpoints import crashpoint
 from .incoming import Incoming, parse_incoming
 from .mailer import PERMANENT, SENT, MailerError, Outbound, Outcome, read_password, send_all
 from .mailsource import MailItem, MailSourceError, open_source
@@ -448,6 +449,7 @@ def poll_inbox(
                         if item is not None:
                             inbox.take(item)
                             handled.append(ref)
+                crashpoint("inbox-after-save")
                 source.done(handled)
     except MailSourceError as err:
         errors.append(str(err))

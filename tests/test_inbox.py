@@ -4,6 +4,7 @@ the subscriber files it leaves, and the replies a real SMTP server received."""
 from __future__ import annotations
 
 import re
+import signal
 import tomllib
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -273,6 +274,31 @@ def test_the_same_message_is_acted_on_once(settings, maildir, smtp_server):
     deliver(maildir, message)
     report = poll(settings)
     assert (report.read, report.ignored, len(smtp_server.messages)) == (1, 1, 1)
+
+
+def test_killed_between_saving_and_marking_acts_once_and_replies_once(
+    settings, maildir, smtp_server
+):
+    deliver(maildir, mail(ANN, "subscribe MLLM"))
+    killed = run_cli(
+        "--settings",
+        str(settings.file),
+        "inbox",
+        "--once",
+        env={"NEWSLETTER_CRASH_AT": "inbox-after-save"},
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((settings.inbox.maildir / "new").iterdir())) == 1, "not marked"
+    assert smtp_server.messages == [], "the reply waits in the store"
+
+    again = run_cli("--settings", str(settings.file), "inbox", "--once")
+    assert again.returncode == 0, again.stderr
+    assert "read 1, acted on 0, ignored 1" in again.stdout
+    assert len(smtp_server.messages) == 1
+    assert not list((settings.inbox.maildir / "new").iterdir())
+    deliver(maildir, reply_to(smtp_server.messages[0], ANN))
+    poll(settings)
+    assert subscriber_file(settings)["keywords"] == ["MLLM"], "the saved request is the one used"
 
 
 def test_replies_per_address_are_limited_per_hour(make_settings, maildir, smtp_server, tmp_path):
