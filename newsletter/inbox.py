@@ -182,8 +182,7 @@ class Inbox:
     # -- commands -------------------------------------------------------------
 
     def _help(self, incoming: Incoming, command: Command) -> str:
-        said = "" if command.understood else command.said
-        self._reply(incoming, help_reply(self.voice, self._from(incoming), said))
+        self._reply(incoming, help_reply(self.voice, self._from(incoming), command.understood))
         return (
             "help sent" if command.understood else f"not understood ({command.said!r}); help sent"
         )

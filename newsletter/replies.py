@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 
+MAX_ECHO = 300  # characters of a problem description, which may quote what was sent
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -51,12 +53,11 @@ def _names(keywords: Sequence[str]) -> str:
     return ", ".join(keywords)
 
 
-def help_reply(voice: Voice, to: str, not_understood: str = "") -> Reply:
-    intro = (
-        f'I did not understand "{not_understood}".\n\n'
-        if not_understood
-        else f"{voice.list_name} mails a digest of new arXiv papers on the keywords you choose.\n\n"
-    )
+def help_reply(voice: Voice, to: str, understood: bool = True) -> Reply:
+    """The commands. What was not understood is not quoted back: the From address may be
+    forged, and a reply must not carry a stranger's text to it."""
+    intro = "" if understood else "I did not understand your message.\n\n"
+    intro += f"{voice.list_name} mails a digest of new arXiv papers on the keywords you choose.\n\n"
     return Reply(to, f"{voice.list_name}: commands", intro + voice.commands())
 
 
@@ -101,7 +102,9 @@ def done_reply(voice: Voice, to: str, action: str, keywords: Sequence[str]) -> R
 
 
 def problem_reply(voice: Voice, to: str, what: str) -> Reply:
-    """Something could not be done: say what, and how to go on."""
+    """Something could not be done: say what (bounded: it may echo unknown keyword
+    names, which a stranger chose), and how to go on."""
+    what = what if len(what) <= MAX_ECHO else what[: MAX_ECHO - 1] + "…"
     return Reply(to, f"{voice.list_name}: nothing changed", f"{what}\n\n" + voice.commands())
 
 

@@ -94,7 +94,16 @@ class Unsubscriber:
                     "</strong>?</p>",
                     button=True,
                 )
-            remove_subscriber(self.directory, person.email)
+            try:
+                remove_subscriber(self.directory, person.email)
+            except OSError as err:
+                log.error("web: cannot unsubscribe %s: %s", person.email, err)
+                return Page(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    "Please try again later",
+                    "<p>The unsubscription could not be saved just now. Nothing was changed; "
+                    "please try again in a few minutes.</p>",
+                )
             self._gone[tok] = person.email
             self._stamp = None
         log.info("web: %s unsubscribed", person.email)
