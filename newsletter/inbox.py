@@ -49,7 +49,7 @@ from .commands import (
 )
 from .config import Settings
 from .crashpoints import crashpoint
-from .incoming import Incoming, parse_incoming
+from .incoming import Incoming, message_key, parse_incoming
 from .mailer import PERMANENT, SENT, MailerError, Outbound, Outcome, read_password, send_all
 from .mailsource import MailItem, MailSourceError, open_source
 from .replies import (
@@ -136,8 +136,14 @@ class Inbox:
 
     def take(self, item: MailItem) -> None:
         """Parse, act, and remember the message as handled (in the caller's batch)."""
-        incoming = parse_incoming(item.data)
         self.counts["read"] += 1
+        try:
+            incoming = parse_incoming(item.data)
+        except Exception:  # parse_incoming is meant never to raise; if it does, go on
+            log.exception("inbox: %s: unreadable; marked handled", item.ref)
+            self.counts["ignored"] += 1
+            self.store.mark_processed(message_key("", item.data), self.now)
+            return
         who = incoming.sender or "(no usable sender)"
         if self.store.is_processed(incoming.key):
             self.counts["ignored"] += 1

@@ -12,13 +12,12 @@ ourselves.
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.utils
 import hashlib
 import re
 from dataclasses import dataclass
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from html.parser import HTMLParser
 from typing import ClassVar
@@ -54,16 +53,33 @@ class Incoming:
     problems: tuple[str, ...]
 
 
+def _raw_text(value: object) -> str:
+    """A header value as str. compat32 hands raw 8-bit header bytes over as a Header of
+    unknown charset: read them as UTF-8 (RFC 6532), so that nothing unencodable gets
+    into a log line, the store or a subscriber file."""
+    if isinstance(value, Header):
+        return "".join(
+            chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+            for chunk, _ in decode_header(value)
+        )
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _decoded(value: object) -> str:
+    """RFC 2047 encoded words → text; the value as it is when they are broken."""
+    text = _raw_text(value)
+    try:
+        return str(make_header(decode_header(text)))
+    except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
+        return text
+
+
 def _header(message: Message, name: str) -> str:
-    """A header decoded from RFC 2047 to text, one line, bounded; "" when absent or broken."""
+    """A header decoded to text, one line, bounded; "" when absent."""
     raw = message.get(name)
     if raw is None:
         return ""
-    try:
-        text = str(make_header(decode_header(str(raw))))
-    except (LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
-        text = str(raw)
-    return " ".join(text.split())[:MAX_HEADER_CHARS]
+    return " ".join(_decoded(raw).split())[:MAX_HEADER_CHARS]
 
 
 def _sender(message: Message) -> tuple[str | None, str, str]:
@@ -72,7 +88,7 @@ def _sender(message: Message) -> tuple[str | None, str, str]:
     if not raw:
         return None, "", "no From header"
     try:
-        pairs = email.utils.getaddresses([str(v) for v in raw])
+        pairs = email.utils.getaddresses([_raw_text(v) for v in raw])
     except (ValueError, TypeError, IndexError):
         return None, "", "unreadable From header"
     pairs = [(n, a) for n, a in pairs if a]
@@ -83,9 +99,7 @@ def _sender(message: Message) -> tuple[str | None, str, str]:
         address = normalize_address(address)
     except AddressError as err:
         return None, "", f"invalid From address: {err}"
-    with contextlib.suppress(LookupError, ValueError, UnicodeError, email.errors.HeaderParseError):
-        name = str(make_header(decode_header(name)))
-    return address, " ".join(name.split())[:100], ""
+    return address, " ".join(_decoded(name).split())[:100], ""
 
 
 def automatic_reason(message: Message, sender: str | None) -> str:

@@ -3,6 +3,7 @@ the subscriber files it leaves, and the replies a real SMTP server received."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import tomllib
@@ -218,6 +219,22 @@ def test_bounce_reports_count_like_refusals_until_the_subscriber_is_bouncing(
     assert "ok@example.org: MLLM; last delivery" in listing.stdout
 
 
+def test_a_bounce_report_is_forgotten_when_digests_are_accepted_a_week_later(tmp_path):
+    path = tmp_path / "state.json"
+    with Store(path) as store:
+        store.record_bounce("ann@example.org", "S", detail="bounce report: 5.2.2", max_bounces=3)
+        store.record_sent("ann@example.org", "S", 1)
+        assert store.delivery("ann@example.org").bounces == 1, "kept: reports come after"
+        store.flush_deliveries()
+    # A digest accepted 8 days later, as the delivery journal records it.
+    later = (datetime.now(UTC) + timedelta(days=8)).isoformat(timespec="seconds")
+    line = {"key": "ann@example.org", "since": "S", "cycle": 2, "at": later}
+    path.with_name("state.json.journal").write_text(json.dumps(line) + "\n")
+    with Store(path) as store:
+        delivery = store.delivery("ann@example.org")
+        assert (delivery.bounces, delivery.last_cycle, delivery.last_bounce) == (0, 2, "")
+
+
 def test_malformed_mail_is_handled_and_never_stops_the_others(settings, maildir, smtp_server):
     latin = (
         b"From: =?iso-8859-1?q?Jos=E9?= <jose@example.org>\r\nTo: papers-inbox@example.org\r\n"
@@ -262,6 +279,15 @@ def test_malformed_mail_is_handled_and_never_stops_the_others(settings, maildir,
         "pat@example.org",
     }
     assert not list((settings.inbox.maildir / "new").iterdir())
+
+
+def test_names_in_raw_utf8_headers_reach_the_subscriber_file(settings, maildir, smtp_server):
+    deliver(maildir, "From: Zoë Ång <zoe@example.org>\r\nSubject: subscribe MLLM\r\n\r\n".encode())
+    poll(settings)
+    (question,) = smtp_server.messages
+    deliver(maildir, reply_to(question, "zoe@example.org"))
+    poll(settings)
+    assert subscriber_file(settings, "zoe@example.org")["name"] == "Zoë Ång"
 
 
 def test_the_same_message_is_acted_on_once(settings, maildir, smtp_server):
