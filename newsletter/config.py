@@ -472,27 +472,14 @@ def _inbox(t: _Table, base: Path, digest: DigestSettings) -> InboxSettings:
     try:
         address = normalize_address(address)
     except AddressError as err:
-        raise t.fail(
-            "address", f"one bare address like papers@example.org ({err})", address
-        ) from None
-    maildir = t.path("maildir", None, base)
-    imap_host = t.string("imap_host", "", nonempty=False)
-    if maildir is not None and imap_host:
-        raise ConfigError(
-            f"{t.file}: [inbox] set either maildir or imap_host, not both "
-            f"(maildir = {_show(str(maildir))}, imap_host = {_show(imap_host)})"
-        )
-    if maildir is None and not imap_host:
-        raise ConfigError(
-            f"{t.file}: [inbox] needs where mail is read from: maildir = PATH, "
-            "or imap_host (with username and password_env or password_file)"
-        )
+        expected = f"one bare address like papers@example.org ({err})"
+        raise t.fail("address", expected, address) from None
     d = InboxSettings(address=address)
     security = t.choice("security", d.security, ("none", "starttls", "tls"))
     result = InboxSettings(
         address=address,
-        maildir=maildir,
-        imap_host=imap_host,
+        maildir=t.path("maildir", None, base),
+        imap_host=t.string("imap_host", "", nonempty=False),
         imap_port=t.integer("imap_port", 993 if security == "tls" else 143, minimum=1),
         security=security,
         username=t.string("username", "", nonempty=False),
@@ -504,30 +491,35 @@ def _inbox(t: _Table, base: Path, digest: DigestSettings) -> InboxSettings:
         confirm_hours=t.number("confirm_hours", d.confirm_hours, minimum=1),
         max_replies_per_hour=t.integer("max_replies_per_hour", d.max_replies_per_hour, minimum=1),
     )
+    t.finish()  # a misspelt key is named before anything else is said
+    if result.maildir is not None and result.imap_host:
+        raise ConfigError(
+            f"{t.file}: [inbox] set either maildir or imap_host, not both "
+            f"(maildir = {_show(str(result.maildir))}, imap_host = {_show(result.imap_host)})"
+        )
+    if result.maildir is None and not result.imap_host:
+        raise ConfigError(
+            f"{t.file}: [inbox] needs where mail is read from: maildir = PATH, "
+            "or imap_host (with username and password_env or password_file)"
+        )
     if result.imap_port > 65535:
         raise t.fail("imap_port", "a port number 1-65535", result.imap_port)
     if not result.folder.isascii() or any(c in result.folder for c in '\r\n"\\'):
         expected = "an ASCII folder name without quotes, backslashes or line breaks"
         raise t.fail("folder", expected, result.folder)
-    if imap_host:
-        if not result.username:
-            raise t.fail("username", "set when imap_host is set (the account to log in as)")
-        if not (result.password_env or result.password_file):
-            raise t.fail(
-                "password_env",
-                "set (or password_file) when imap_host is set; "
-                "the password never goes in this file",
-            )
-    else:
+    if result.maildir is not None:
         imap_only = ("imap_port", "security", "username", "password_env", "password_file", "folder")
         stray = [k for k in imap_only if k in t.raw]
         if stray:
-            raise t.fail(
-                stray[0],
-                "left out when mail is read from maildir (it is for IMAP)",
-                t.raw[stray[0]],
-            )
-    t.finish()
+            expected = "left out when mail is read from maildir (it is for IMAP)"
+            raise t.fail(stray[0], expected, t.raw[stray[0]])
+    elif not result.username:
+        raise t.fail("username", "set when imap_host is set (the account to log in as)")
+    elif not (result.password_env or result.password_file):
+        raise t.fail(
+            "password_env",
+            "set (or password_file) when imap_host is set; the password never goes in this file",
+        )
     return result
 
 

@@ -96,6 +96,7 @@ BAD = [
         "[inbox] folder must be an ASCII folder name without quotes",
     ),
     ('[inbox]\nmaildir = "M"\npoll = 5\n', "[inbox] has unknown key 'poll'"),
+    ('[inbox]\nmail_dir = "M"\n', "[inbox] has unknown key 'mail_dir'"),
 ]
 
 
