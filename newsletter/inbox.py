@@ -267,16 +267,19 @@ class Inbox:
             )
             self._reply(incoming, problem_reply(self.voice, self._from(incoming), what))
             return "unknown or expired confirmation code"
-        self.store.drop_pending(request.key)
+        # The file first, the store after: if the file cannot be written, the poll stops
+        # with the request still pending, and the same message confirms it next time.
         if request.action == UNSUBSCRIBE:
             self._remove(request.email)
         else:
             try:
                 self._save(request)
             except SubscriberError as err:  # a keyword was removed from settings meanwhile
+                self.store.drop_pending(request.key)
                 what = f"Nothing changed: {err}."
                 self._reply(incoming, problem_reply(self.voice, request.email, what))
                 return f"confirmed, but refused: {err}"
+        self.store.drop_pending(request.key)
         self._reply(
             incoming, done_reply(self.voice, request.email, request.action, request.keywords)
         )

@@ -155,7 +155,12 @@ class ImapSource:
         except MailSourceError:
             self.__exit__(None, None, None)
             raise
-        except (imaplib.IMAP4.error, OSError, ssl.SSLError, EOFError) as err:
+        except UnicodeEncodeError:  # imaplib sends LOGIN arguments as ASCII
+            self.__exit__(None, None, None)
+            raise MailSourceError(
+                f"{self.where}: the username and password must be ASCII for IMAP LOGIN"
+            ) from None
+        except (imaplib.IMAP4.error, OSError, EOFError) as err:
             self.__exit__(None, None, None)
             raise MailSourceError(f"{self.where}: {_describe(err)}") from None
         if not self.keywords:

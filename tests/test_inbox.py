@@ -327,6 +327,22 @@ def test_killed_between_saving_and_marking_acts_once_and_replies_once(
     assert subscriber_file(settings)["keywords"] == ["MLLM"], "the saved request is the one used"
 
 
+def test_a_confirmation_that_cannot_be_saved_is_tried_again(settings, maildir, smtp_server):
+    deliver(maildir, mail(ANN, "subscribe MLLM"))
+    poll(settings)
+    settings.subscribers.dir.write_text("not a folder")  # the subscriber file cannot be written
+    deliver(maildir, reply_to(smtp_server.messages[0], ANN))
+    report = poll(settings)
+    assert f"{settings.subscribers.dir}: File exists; tried again next poll" in report.error
+    assert len(list((settings.inbox.maildir / "new").iterdir())) == 1, "not marked"
+
+    settings.subscribers.dir.unlink()
+    report = poll(settings)
+    assert (report.read, report.acted, report.error) == (1, 1, "")
+    assert subscriber_file(settings)["keywords"] == ["MLLM"]
+    assert replies(smtp_server)[-1]["Subject"] == "Daily Papers: subscribed to MLLM"
+
+
 def test_replies_per_address_are_limited_per_hour(make_settings, maildir, smtp_server, tmp_path):
     settings = make_settings(
         inbox={"maildir": str(tmp_path / "Maildir"), "max_replies_per_hour": 2}
