@@ -9,6 +9,9 @@ already handled), never lost.
 
 - Maildir: waiting = the files in new/; done = renamed into cur/ with the
   Seen flag (":2,S"), which is what a mail client does when it reads one.
+  Done on the directory layout itself rather than with mailbox.Maildir,
+  which on Python 3.11 lists new/ and cur/ together, reads whole messages,
+  and changes a message's folder or flags by writing a copy of it.
 - IMAP: waiting = messages without our keyword flag (or, on a server that
   cannot store keywords, the unseen ones); done = \\Seen plus that keyword.
 """
