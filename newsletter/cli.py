@@ -21,12 +21,14 @@ from .cycle import CycleReport, publish_archive_files, publish_to_git
 from .daemon import Daemon
 from .deliver import is_new_subscription, preview
 from .fsutil import AlreadyRunning
+from .inbox import poll_inbox
 from .logs import setup_logging
 from .mailer import MailerError
 from .status import format_status, gather
 from .store import Store, StoreError
 from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
 from .tokens import SecretError
+from .web import WebError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -153,6 +155,24 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.once:
+        raise UsageError(
+            "newsletter inbox: add --once (read the mailbox once and exit); "
+            "the daemon reads it every [inbox] poll_seconds"
+        )
+    if settings.inbox is None:
+        raise UsageError(
+            f"{settings.file}: [inbox] is not configured (set maildir, or imap_host with "
+            "username and password_env)"
+        )
+    with Store(settings.store.path) as store:
+        report = poll_inbox(settings, store)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     if args.publish and not settings.archive.git:
         raise UsageError(f"{settings.file}: --publish needs [archive] git = true")
@@ -276,6 +296,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status_parser.add_argument("--json", action="store_true", help="machine-readable output")
     status_parser.set_defaults(handler=cmd_status)
+
+    inbox = commands.add_parser(
+        "inbox",
+        help="act on the commands mailed to the newsletter (with --once)",
+        description="Read the [inbox] mailbox once: act on subscribe, keywords, unsubscribe "
+        "and help mails, count bounce reports, send the replies. Exit 1 if the mailbox or "
+        "the SMTP server could not be used.",
+    )
+    inbox.add_argument("--once", action="store_true", help="read the mailbox once and exit")
+    inbox.set_defaults(handler=cmd_inbox)
     return parser
 
 
@@ -290,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, UsageError) as err:
         print(err, file=sys.stderr)
         return EXIT_USAGE
-    except (StoreError, AlreadyRunning, ArchiveError, MailerError, SecretError) as err:
+    except (StoreError, AlreadyRunning, ArchiveError, MailerError, SecretError, WebError) as err:
         print(err, file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .addresses import AddressError, parse_mailbox
+from .addresses import AddressError, normalize_address, parse_mailbox
 
 DEFAULT_SETTINGS = "settings.toml"
 SETTINGS_ENV = "NEWSLETTER_SETTINGS"
@@ -92,12 +92,16 @@ class DigestSettings:
     welcome_subject: str = "[Daily Papers] Welcome: {count} recent papers: {keywords}"
     max_papers_per_keyword: int = 20
     max_html_bytes: int = 95_000
-    unsubscribe_url: str = ""
     list_id: str = ""
 
     @property
     def domain(self) -> str:
         return self.sender_address.rpartition("@")[2]
+
+    @property
+    def list_name(self) -> str:
+        """The display name of `from` ("Daily Papers"), used in replies and web pages."""
+        return parse_mailbox(self.sender)[0] or "Daily Papers"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,37 @@ class SmtpSettings:
 @dataclass(frozen=True)
 class WebSettings:
     secret_file: Path
+    listen_host: str = ""  # "" means no web server
+    listen_port: int = 0
+    public_url: str = ""  # https base URL the reverse proxy serves us at, without a trailing /
+
+    @property
+    def listen(self) -> str:
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}" if self.listen_host else ""
+
+    def unsubscribe_url(self, token: str) -> str:
+        """The one-click unsubscribe page of a token, or "" when there is no web server."""
+        return f"{self.public_url}/unsubscribe/{token}" if self.public_url else ""
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    """Where commands sent by email are read from: a Maildir, or an IMAP folder."""
+
+    address: str  # the newsletter's own address: replies, unsubscribe mail and bounces go here
+    maildir: Path | None = None
+    imap_host: str = ""
+    imap_port: int = 993
+    security: str = "tls"  # none | starttls | tls
+    username: str = ""
+    password_env: str = ""
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    timeout_seconds: float = 30.0
+    poll_seconds: float = 300.0
+    confirm_hours: float = 48.0
+    max_replies_per_hour: int = 5
 
 
 @dataclass(frozen=True)
@@ -140,6 +175,7 @@ class Settings:
     smtp: SmtpSettings
     web: WebSettings
     schedule: ScheduleSettings
+    inbox: InboxSettings | None = None  # None: no [inbox] table, commands by email are off
 
     @property
     def keyword_names(self) -> tuple[str, ...]:
@@ -428,6 +464,11 @@ def _digest(t: _Table, base: Path) -> DigestSettings:
         ) from None
     d = DigestSettings(sender=sender, sender_address=sender_address, templates=base)
     fields = ("count", "keywords", "date")
+    if "unsubscribe_url" in t.raw:
+        raise ConfigError(
+            f"{t.file}: [digest] unsubscribe_url has moved: set [web] public_url (the base URL) "
+            "and [web] listen, and the daemon serves the unsubscribe page itself"
+        )
     list_id = t.string("list_id", "", nonempty=False)
     if any(c in list_id for c in "<>\r\n \t"):
         raise t.fail("list_id", "a dotted name like papers.example.org", list_id)
@@ -443,7 +484,6 @@ def _digest(t: _Table, base: Path) -> DigestSettings:
             "max_papers_per_keyword", d.max_papers_per_keyword, minimum=1
         ),
         max_html_bytes=t.integer("max_html_bytes", d.max_html_bytes, minimum=10_000),
-        unsubscribe_url=_optional_url(t, "unsubscribe_url", ("https",)),
         list_id=list_id or f"daily-papers.{sender_address.rpartition('@')[2]}",
     )
     t.finish()
@@ -505,6 +545,94 @@ def _schedule(t: _Table) -> ScheduleSettings:
     return result
 
 
+def _listen(t: _Table, value: str) -> tuple[str, int]:
+    """'127.0.0.1:8025' or '[::1]:8025' → (host, port)."""
+    host, colon, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise t.fail("listen", 'a "HOST:PORT" like "127.0.0.1:8025"', value)
+    if any(c in host for c in "[]/ ") or (":" in host and not value.startswith("[")):
+        raise t.fail("listen", 'a "HOST:PORT" like "127.0.0.1:8025"', value)
+    return host, int(port)
+
+
+def _web(t: _Table, store: StoreSettings, state_base: Path) -> WebSettings:
+    secret_file = t.path("secret_file", str(store.path.parent / "secret.key"), state_base)
+    listen = t.string("listen", "", nonempty=False)
+    public_url = _optional_url(t, "public_url", ("https",)).rstrip("/")
+    if public_url and (urlsplit(public_url).query or urlsplit(public_url).fragment):
+        raise t.fail("public_url", "a base URL without ? or #", public_url)
+    if bool(listen) != bool(public_url):
+        missing = "public_url" if listen else "listen"
+        why = (
+            "the https address people reach the server at"
+            if listen
+            else 'the local "HOST:PORT" the daemon serves it on, behind your reverse proxy'
+        )
+        raise t.fail(missing, f"set when {'listen' if listen else 'public_url'} is set ({why})")
+    host, port = _listen(t, listen) if listen else ("", 0)
+    t.finish()
+    return WebSettings(
+        secret_file=secret_file, listen_host=host, listen_port=port, public_url=public_url
+    )
+
+
+def _inbox(t: _Table, base: Path, digest: DigestSettings) -> InboxSettings:
+    address = t.string("address", digest.sender_address)
+    try:
+        address = normalize_address(address)
+    except AddressError as err:
+        expected = f"one bare address like papers@example.org ({err})"
+        raise t.fail("address", expected, address) from None
+    d = InboxSettings(address=address)
+    security = t.choice("security", d.security, ("none", "starttls", "tls"))
+    result = InboxSettings(
+        address=address,
+        maildir=t.path("maildir", None, base),
+        imap_host=t.string("imap_host", "", nonempty=False),
+        imap_port=t.integer("imap_port", 993 if security == "tls" else 143, minimum=1),
+        security=security,
+        username=t.string("username", "", nonempty=False),
+        password_env=t.string("password_env", "", nonempty=False),
+        password_file=t.path("password_file", None, base),
+        folder=t.string("folder", d.folder),
+        timeout_seconds=t.number("timeout_seconds", d.timeout_seconds, minimum=0.1),
+        poll_seconds=t.number("poll_seconds", d.poll_seconds, minimum=1),
+        confirm_hours=t.number("confirm_hours", d.confirm_hours, minimum=1),
+        max_replies_per_hour=t.integer("max_replies_per_hour", d.max_replies_per_hour, minimum=1),
+    )
+    t.finish()  # a misspelt key is named before anything else is said
+    if result.maildir is not None and result.imap_host:
+        raise ConfigError(
+            f"{t.file}: [inbox] set either maildir or imap_host, not both "
+            f"(maildir = {_show(str(result.maildir))}, imap_host = {_show(result.imap_host)})"
+        )
+    if result.maildir is None and not result.imap_host:
+        raise ConfigError(
+            f"{t.file}: [inbox] needs where mail is read from: maildir = PATH, "
+            "or imap_host (with username and password_env or password_file)"
+        )
+    if result.imap_port > 65535:
+        raise t.fail("imap_port", "a port number 1-65535", result.imap_port)
+    if not result.folder.isascii() or any(c in result.folder for c in '\r\n"\\'):
+        expected = "an ASCII folder name without quotes, backslashes or line breaks"
+        raise t.fail("folder", expected, result.folder)
+    if result.maildir is not None:
+        imap_only = ("imap_port", "security", "username", "password_env", "password_file", "folder")
+        stray = [k for k in imap_only if k in t.raw]
+        if stray:
+            expected = "left out when mail is read from maildir (it is for IMAP)"
+            raise t.fail(stray[0], expected, t.raw[stray[0]])
+    elif not result.username:
+        raise t.fail("username", "set when imap_host is set (the account to log in as)")
+    elif not (result.password_env or result.password_file):
+        raise t.fail(
+            "password_env",
+            "set (or password_file) when imap_host is set; the password never goes in this file",
+        )
+    return result
+
+
 def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
     file = str(path)
     base = path.parent
@@ -523,11 +651,8 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
     t.finish()
     digest = _digest(top.table("digest"), base)
     smtp = _smtp(top.table("smtp"), base)
-    t = top.table("web")
-    web = WebSettings(
-        secret_file=t.path("secret_file", str(store.path.parent / "secret.key"), state_base)
-    )
-    t.finish()
+    web = _web(top.table("web"), store, state_base)
+    inbox = _inbox(top.table("inbox"), base, digest) if "inbox" in raw else None
     schedule = _schedule(top.table("schedule"))
     top.finish()
     return Settings(
@@ -541,4 +666,5 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
         smtp=smtp,
         web=web,
         schedule=schedule,
+        inbox=inbox,
     )

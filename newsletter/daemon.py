@@ -14,6 +14,9 @@
   exit 0; past `stop_timeout_seconds` the process exits anyway, which is safe
   because every effect was saved the moment it happened.
 - SIGHUP: reload settings (kept as they were if the new file is invalid).
+- With [inbox], the mailbox is read every poll_seconds between cycles (in this
+  thread: the store is not thread-safe); with [web] listen, the unsubscribe
+  pages are served from a thread of their own (they touch only subscriber files).
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ import schedule
 from .clock import missed_since, next_due
 from .config import ConfigError, Settings, load_settings
 from .cycle import CycleReport, run_cycle
+from .inbox import poll_inbox
 from .notify import Notifier
 from .store import Store
+from .tokens import SecretError
+from .web import WebError, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ class Daemon:
         self.last_cycle_started: datetime | None = None
         self.last_cycle_finished: datetime | None = None
         self.cycles_run = 0
+        self.web: WebServer | None = None
 
     # -- signals ----------------------------------------------------------------
 
@@ -108,6 +115,8 @@ class Daemon:
         for at in s.times:
             job = self.scheduler.every().day.at(at, zone)
             job.do(self._scheduled, job)
+        if self.settings.inbox is not None:
+            self.scheduler.every(self.settings.inbox.poll_seconds).seconds.do(self.poll_inbox)
 
     def next_run(self) -> datetime | None:
         return self.scheduler.next_run
@@ -143,6 +152,30 @@ class Daemon:
         self.notifier.status(report.summary())
         return report
 
+    def poll_inbox(self) -> None:
+        """Read the mailbox once (between cycles, in this thread: the store is not
+        thread-safe); never raises, so schedule keeps polling."""
+        assert self.store is not None
+        try:
+            report = poll_inbox(self.settings, self.store, self.stop)
+        except Exception:
+            log.exception("inbox: the poll failed; trying again at the next poll")
+            return
+        if not report.ok:
+            log.warning("%s", report.summary())
+        elif report.read or report.replies_sent:
+            log.info("%s", report.summary())
+
+    def _start_web(self) -> None:
+        if self.settings.web.listen_host:
+            self.web = WebServer(self.settings)
+            self.web.start()
+
+    def _stop_web(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+            self.web = None
+
     # -- reload -------------------------------------------------------------------
 
     def reload(self) -> None:
@@ -168,6 +201,12 @@ class Daemon:
             self._schedule_jobs()
             log.error("reload refused, keeping the previous settings: %s", err)
             return
+        if new.web != old.web or new.subscribers != old.subscribers:
+            self._stop_web()
+            try:
+                self._start_web()
+            except (WebError, SecretError) as err:
+                log.error("web: %s; the unsubscribe pages are off until the next reload", err)
         log.info(
             "reloaded %s: %d keywords, runs at %s %s; next run %s",
             new.file,
@@ -206,6 +245,7 @@ class Daemon:
         alive = threading.Event()
         with self._opened():
             self._schedule_jobs()
+            self._start_web()
             next_utc = next_due(self.settings.schedule)
             self.notifier.ready(f"waiting; next run {next_utc:%Y-%m-%d %H:%M} UTC")
             self.notifier.start_watchdog(alive)
@@ -221,9 +261,12 @@ class Daemon:
                 elif self._catch_up_needed():
                     log.info("a scheduled run was missed while the daemon was down; running it now")
                     self.run_cycle()
+                if self.settings.inbox is not None and not self.stop.is_set():
+                    self.poll_inbox()  # mail that arrived while the daemon was down
                 self._loop()
             finally:
                 alive.set()
+                self._stop_web()
         return 0
 
     def _loop(self) -> None:

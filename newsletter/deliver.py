@@ -45,8 +45,9 @@ class DeliveryReport:
 
 
 def reply_address(settings: Settings) -> str:
-    """Where people write to us (the unsubscribe mailto)."""
-    return settings.digest.sender_address
+    """Where people write to us: the unsubscribe mailto, and the envelope sender of
+    digests, so that bounce reports arrive where the inbox reads them."""
+    return settings.inbox.address if settings.inbox else settings.digest.sender_address
 
 
 def is_new_subscription(subscriber: Subscriber, delivery: Delivery | None) -> bool:
@@ -99,12 +100,11 @@ def make_renderer(settings: Settings) -> Renderer:
 
 def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Personal:
     tok = token(secret, subscriber.email)
-    base = settings.digest.unsubscribe_url.rstrip("/")
     return Personal(
         email=subscriber.email,
         name=subscriber.name,
         unsubscribe_mailto=f"mailto:{reply_address(settings)}?subject=unsubscribe%20{tok}",
-        unsubscribe_url=f"{base}/{tok}" if base else "",
+        unsubscribe_url=settings.web.unsubscribe_url(tok),
     )
 
 
@@ -231,7 +231,7 @@ def deliver_digests(
     try:
         send_all(
             settings.smtp,
-            settings.digest.sender_address,
+            reply_address(settings),
             outbound(),
             report,
             password=read_password(settings.smtp),

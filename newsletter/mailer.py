@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiosmtplib
 
 from .config import SmtpSettings
 from .crashpoints import crashpoint
+from .credentials import CredentialError
+from .credentials import read_password as read_password_from
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +51,13 @@ class Outcome:
 
 
 def read_password(settings: SmtpSettings) -> str | None:
-    """The SMTP password from the environment, a file, or systemd's credentials directory.
-
-    Never from settings.toml: that file is meant to be readable and kept in git.
-    A password_file that does not exist is looked up by name in
-    $CREDENTIALS_DIRECTORY (systemd's LoadCredential=).
-    """
+    """The SMTP password (see credentials.read_password), or None without a username."""
     if not settings.username:
         return None
-    if settings.password_env and os.environ.get(settings.password_env):
-        return os.environ[settings.password_env]
-    path = settings.password_file
-    if path is None:
-        raise MailerError(
-            f"[smtp] password_env: the environment variable {settings.password_env} is not set"
-        )
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and not path.exists() and (Path(credentials) / path.name).exists():
-        path = Path(credentials) / path.name
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as err:
-        raise MailerError(f"[smtp] password_file {path}: {err.strerror}") from None
+        return read_password_from("smtp", settings.password_env, settings.password_file)
+    except CredentialError as err:
+        raise MailerError(str(err)) from None
 
 
 def _describe(err: BaseException) -> str:

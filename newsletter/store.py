@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +140,43 @@ class Delivery:
     bounces: int = 0  # consecutive permanent refusals
     state: str = "active"  # active | bouncing
     last_error: str = ""
+    last_bounce: str = ""  # when a bounce report (DSN) last arrived; see BOUNCE_MEMORY
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A change asked for by email, waiting for the reply that carries its code.
+
+    Only a hash of the code is kept: someone who can read the store still
+    cannot confirm a request for somebody else's address.
+    """
+
+    key: str  # the address, case-folded; one pending request per address
+    email: str
+    action: str  # subscribe | keywords | unsubscribe
+    code_hash: str
+    created: str
+    expires: str
+    keywords: tuple[str, ...] = ()
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class QueuedReply:
+    """A reply saved with the effect it reports, sent after the store is written."""
+
+    id: int
+    recipient: str
+    data: bytes
+    created: str
+    tries: int = 0
 
 
 FLUSH_EVERY = 500  # deliveries kept only in the journal before the store is rewritten
+# Bounce reports arrive after the relay accepted the digest, so an accepted
+# digest does not reset a count that bounce reports raised within this time
+# (the idea of Mailman's bounce_info_stale_after).
+BOUNCE_MEMORY = timedelta(days=7)
 
 
 def _now() -> str:
@@ -175,6 +209,10 @@ class Store:
                 doc["key"]: Delivery(**doc) for doc in self._deliveries.all()
             }
             self._delivery_doc = {doc["key"]: doc.doc_id for doc in self._deliveries.all()}
+            self._pending = self.db.table("pending", cache_size=0)
+            self._replies = self.db.table("reply_times", cache_size=0)
+            self._processed = self.db.table("processed_mail", cache_size=0)
+            self._outbox = self.db.table("outbox", cache_size=0)
             self._changed: set[str] = set()
             self.journal = _Journal(path.with_name(path.name + ".journal"))
             for key, since, cycle, at in self.journal.read():
@@ -295,10 +333,12 @@ class Store:
 
     def _apply_sent(self, key: str, since: str, cycle: int, at: str) -> None:
         old = self._delivery.get(key)
-        last = old.last_cycle if old and old.since == since else 0
-        self._delivery[key] = Delivery(
-            key=key, since=since, last_cycle=max(last, cycle), last_sent=at
-        )
+        same = old is not None and old.since == since
+        last = old.last_cycle if same else 0
+        new = Delivery(key=key, since=since, last_cycle=max(last, cycle), last_sent=at)
+        if same and old.last_bounce and _age(old.last_bounce, at) < BOUNCE_MEMORY:
+            new = replace(old, last_cycle=new.last_cycle, last_sent=at, failures=0)
+        self._delivery[key] = new
         self._changed.add(key)
 
     def record_sent(self, key: str, since: str, cycle: int) -> None:
@@ -330,14 +370,30 @@ class Store:
         self._changed.add(key)
         return new
 
+    def record_bounce(self, key: str, since: str, *, detail: str, max_bounces: int) -> Delivery:
+        """A bounce report (DSN) that arrived by mail: a permanent failure like a 5xx at
+        send time, remembered across accepted digests for BOUNCE_MEMORY."""
+        self.record_failure(key, since, permanent=True, detail=detail, max_bounces=max_bounces)
+        self._delivery[key] = replace(self._delivery[key], last_bounce=_now())
+        # Written with the caller's batch, not via flush_deliveries: that would also empty
+        # the journal before the batch reaches the disk.
+        self._write_deliveries([key])
+        self._changed.discard(key)
+        return self._delivery[key]
+
     def flush_deliveries(self) -> None:
         """Write changed delivery records to the store (one write), then empty the journal."""
         if not self._changed:
             self.journal.clear()
             return
+        self._write_deliveries(self._changed)
+        self._changed.clear()
+        self.journal.clear()
+
+    def _write_deliveries(self, keys: Iterable[str]) -> None:
         inserts = []
         updates: dict[int, dict[str, Any]] = {}
-        for key in self._changed:
+        for key in keys:
             record = asdict(self._delivery[key])
             doc_id = self._delivery_doc.get(key)
             if doc_id is None:
@@ -351,8 +407,116 @@ class Store:
             if updates:
                 by_key = {r["key"]: r for r in updates.values()}
                 self._deliveries.update(_replace_by("key", by_key), doc_ids=list(updates))
-        self._changed.clear()
-        self.journal.clear()
+
+    # -- inbox: pending requests, reply limits, processed mail, outbox --------
+
+    def pending_request(self, code_hash: str) -> PendingRequest | None:
+        doc = next((d for d in self._pending.all() if d["code_hash"] == code_hash), None)
+        return None if doc is None else _pending(doc)
+
+    def pending_for(self, key: str) -> PendingRequest | None:
+        doc = next((d for d in self._pending.all() if d["key"] == key), None)
+        return None if doc is None else _pending(doc)
+
+    def save_pending(self, request: PendingRequest) -> None:
+        """Replace the address's pending request, if any: only the latest code works."""
+        with self.batch():
+            self.drop_pending(request.key)
+            self._pending.insert(asdict(request) | {"keywords": list(request.keywords)})
+
+    def drop_pending(self, key: str) -> None:
+        ids = [d.doc_id for d in self._pending.all() if d["key"] == key]
+        if ids:
+            self._pending.remove(doc_ids=ids)
+
+    def expire_pending(self, now: datetime) -> int:
+        ids = [d.doc_id for d in self._pending.all() if _time(d["expires"]) <= now]
+        if ids:
+            self._pending.remove(doc_ids=ids)
+        return len(ids)
+
+    def allow_reply(self, key: str, now: datetime, per_hour: int) -> bool:
+        """True (and counted) when this address has had fewer than `per_hour` replies
+        in the last hour; False means: say nothing to it now."""
+        doc = next((d for d in self._replies.all() if d["key"] == key), None)
+        recent = [t for t in (doc["times"] if doc else []) if now - _time(t) < timedelta(hours=1)]
+        if len(recent) >= per_hour:
+            return False
+        times = [*recent, now.isoformat(timespec="seconds")]
+        if doc is None:
+            self._replies.insert({"key": key, "times": times})
+        else:
+            self._replies.update({"times": times}, doc_ids=[doc.doc_id])
+        return True
+
+    def forget_reply_times(self, now: datetime) -> None:
+        stale = [
+            d.doc_id
+            for d in self._replies.all()
+            if all(now - _time(t) >= timedelta(hours=1) for t in d["times"])
+        ]
+        if stale:
+            self._replies.remove(doc_ids=stale)
+
+    def is_processed(self, message_key: str) -> bool:
+        return any(d["key"] == message_key for d in self._processed.all())
+
+    def mark_processed(self, message_key: str, now: datetime) -> None:
+        self._processed.insert({"key": message_key, "at": now.isoformat(timespec="seconds")})
+
+    def forget_processed(self, before: datetime) -> None:
+        ids = [d.doc_id for d in self._processed.all() if _time(d["at"]) < before]
+        if ids:
+            self._processed.remove(doc_ids=ids)
+
+    def queue_reply(self, recipient: str, data: bytes, now: datetime) -> None:
+        # latin-1 maps every byte to one character: any message survives JSON unchanged.
+        self._outbox.insert(
+            {
+                "recipient": recipient,
+                "data": data.decode("latin-1"),
+                "created": now.isoformat(timespec="seconds"),
+                "tries": 0,
+            }
+        )
+
+    def outbox(self) -> list[QueuedReply]:
+        return [
+            QueuedReply(
+                id=d.doc_id,
+                recipient=d["recipient"],
+                data=d["data"].encode("latin-1"),
+                created=d["created"],
+                tries=d["tries"],
+            )
+            for d in self._outbox.all()
+        ]
+
+    def drop_replies(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if ids:
+            self._outbox.remove(doc_ids=ids)
+
+    def count_reply_tries(self, ids: Iterable[int]) -> None:
+        for doc_id in ids:
+            doc = self._outbox.get(doc_id=doc_id)
+            if doc is not None:
+                self._outbox.update({"tries": doc["tries"] + 1}, doc_ids=[doc_id])
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _age(earlier: str, later: str) -> timedelta:
+    try:
+        return _time(later) - _time(earlier)
+    except ValueError:
+        return BOUNCE_MEMORY
+
+
+def _pending(doc: Mapping[str, Any]) -> PendingRequest:
+    return PendingRequest(**(dict(doc) | {"keywords": tuple(doc["keywords"])}))
 
 
 def _stored(doc: Mapping[str, Any]) -> StoredPaper:

@@ -13,12 +13,16 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from arxiv_server import entry
 from conftest import REPO, cli_command, cli_env, run_cli, subscribe
+from mails import INBOX, confirmation_code, deliver, mail, make_maildir
+from smtp_server import free_port
 
 from newsletter.clock import missed_since, next_due, previous_due
 from newsletter.config import ScheduleSettings
@@ -26,6 +30,7 @@ from newsletter.daemon import Daemon
 from newsletter.logs import Progress, setup_logging
 from newsletter.notify import Notifier
 from newsletter.store import Store
+from newsletter.tokens import load_secret, token
 
 
 class Process:
@@ -431,3 +436,35 @@ def test_no_progress_when_not_a_terminal(tmp_path):
         progress = Progress(stream)
         progress("anything")
     assert (tmp_path / "out").read_text() == ""
+
+
+def test_daemon_reads_the_inbox_between_cycles_and_serves_unsubscribe_pages(
+    make_settings, smtp_server, processes, tmp_path
+):
+    box = make_maildir(tmp_path / "Maildir")
+    port = free_port()
+    settings = make_settings(
+        keywords=["MLLM"],
+        schedule={"run_on_start": False},
+        inbox={"address": INBOX, "maildir": str(tmp_path / "Maildir"), "poll_seconds": 1},
+        web={"listen": f"127.0.0.1:{port}", "public_url": "https://papers.example.org"},
+    )
+    daemon = start(processes, settings)
+    daemon.wait_for("running: cycles at")
+    deliver(box, mail("Ann <ann@example.org>", subject="subscribe MLLM"))
+    smtp_server.wait_for(1)
+    (question,) = smtp_server.to("ann@example.org")
+    assert confirmation_code(question)
+    assert daemon.proc.poll() is None
+
+    subscribe(settings, "ben@example.org", "MLLM")
+    good = token(load_secret(settings.web.secret_file), "ben@example.org")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{good}", timeout=5) as page:
+        assert page.status == 200 and "ben@example.org" in page.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as forged:
+        forged = ("b" if good[0] == "a" else "a") + good[1:]
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{forged}", timeout=5)
+    assert forged.value.code == 404
+    assert daemon.stop() == 0
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{good}", timeout=2)

@@ -182,7 +182,7 @@ def test_untrusted_text_is_escaped_in_html_and_readable_in_text(
 def test_headers_and_both_parts(make_settings, arxiv_server, smtp_server):
     settings = make_settings(
         keywords=["MLLM"],
-        digest={"unsubscribe_url": "https://papers.example.org/unsubscribe"},
+        web={"listen": "127.0.0.1:8025", "public_url": "https://papers.example.org/"},
         archive={"public_url": "https://github.com/lab/papers"},
     )
     subscribe(settings, "ann@example.org", "MLLM", name="Ann Lee")

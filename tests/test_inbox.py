@@ -1,0 +1,440 @@
+"""Commands by email, end to end: mail delivered into a real Maildir, the inbox run,
+the subscriber files it leaves, and the replies a real SMTP server received."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import tomllib
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from urllib.parse import unquote
+
+import pytest
+from arxiv_server import entry
+from conftest import run_cli, subscribe
+from digest_reader import paper_ids
+from mails import INBOX, confirmation_code, deliver, dsn, mail, make_maildir, reply_to
+
+from newsletter.cycle import run_cycle
+from newsletter.inbox import poll_inbox
+from newsletter.store import Store
+
+ANN = "Ann Lee <ann@example.org>"
+
+
+@pytest.fixture
+def maildir(tmp_path):
+    return make_maildir(tmp_path / "Maildir")
+
+
+@pytest.fixture
+def settings(make_settings, maildir, tmp_path):
+    return make_settings(
+        keywords=["Hallucination", "MLLM", "Reasoning"],
+        inbox={"address": INBOX, "maildir": str(tmp_path / "Maildir")},
+    )
+
+
+def poll(settings, **options):
+    with Store(settings.store.path) as store:
+        return poll_inbox(settings, store, **options)
+
+
+def cycle(settings):
+    with Store(settings.store.path) as store:
+        return run_cycle(settings, store)
+
+
+def subscriber_file(settings, address="ann@example.org"):
+    path = settings.subscribers.dir / f"{address}.toml"
+    return tomllib.loads(path.read_text()) if path.exists() else None
+
+
+def replies(smtp_server, address="ann@example.org") -> list[EmailMessage]:
+    return [r.message for r in smtp_server.to(address)]
+
+
+def test_subscribe_confirm_then_the_first_digest_is_the_welcome_issue(
+    settings, maildir, smtp_server, arxiv_server
+):
+    arxiv_server.add(entry("2502.00001", "MLLM paper"), entry("2503.00001", "Hallucination one"))
+    deliver(maildir, mail(ANN, "subscribe mllm", message_id="<ask@client.example.net>"))
+    report = poll(settings)
+    assert (report.read, report.acted, report.replies_sent, report.error) == (1, 1, 1, "")
+    assert subscriber_file(settings) is None, "nothing before the confirmation"
+
+    (ask,) = smtp_server.messages
+    question = ask.message
+    assert ask.mail_from == INBOX
+    assert question["From"] == f"Daily Papers <{INBOX}>"
+    assert question["Auto-Submitted"] == "auto-replied"
+    assert question["In-Reply-To"] == "<ask@client.example.net>"
+    assert "subscribe ann@example.org to Daily Papers (MLLM)" in question.get_content()
+
+    deliver(maildir, reply_to(smtp_server.messages[0], ANN))
+    poll(settings)
+    saved = subscriber_file(settings)
+    assert saved["keywords"] == ["MLLM"]
+    assert saved["name"] == "Ann Lee"
+    assert saved["source"] == "email"
+    assert datetime.fromisoformat(saved["confirmed"]) <= datetime.now(UTC)
+    done = replies(smtp_server)[-1]
+    assert done["Subject"] == "Daily Papers: subscribed to MLLM"
+
+    smtp_server.messages.clear()
+    assert cycle(settings).delivery.sent == 1
+    (digest,) = replies(smtp_server)
+    assert digest["Subject"] == "[Daily Papers] Welcome: 1 recent papers: MLLM"
+    assert paper_ids(digest) == ["2502.00001"]
+
+
+def test_without_confirmation_only_the_question_is_sent_and_it_expires(
+    settings, maildir, smtp_server, arxiv_server
+):
+    arxiv_server.add(entry("2502.00001", "MLLM paper"))
+    deliver(maildir, mail(ANN, "Subscribe MLLM, Reasoning"))
+    poll(settings)
+    cycle(settings)
+    (question,) = smtp_server.messages
+    assert "confirm" in question.message["Subject"]
+
+    later = datetime.now(UTC) + timedelta(hours=49)
+    deliver(maildir, reply_to(question, ANN))
+    poll(settings, now=later)
+    assert subscriber_file(settings) is None
+    assert "unknown or has expired" in replies(smtp_server)[-1].get_content()
+
+
+def test_nobody_can_subscribe_somebody_else_nor_forge_a_code(settings, maildir, smtp_server):
+    # Mallory writes in Ann's name: the question goes to Ann, never to Mallory.
+    deliver(
+        maildir,
+        mail(ANN, "subscribe all", headers={"Reply-To": "mallory@evil.example"}),
+    )
+    poll(settings)
+    (question,) = smtp_server.messages
+    assert question.rcpt_tos == ("ann@example.org",)
+    code = confirmation_code(question)
+
+    altered = code[:-1] + ("a" if code[-1] != "a" else "b")
+    deliver(
+        maildir,
+        mail("mallory@evil.example", f"confirm {altered}"),
+        mail(ANN, "Re: please confirm", f"confirm {'a' * 26}"),
+    )
+    poll(settings)
+    assert subscriber_file(settings) is None
+    assert "unknown or has expired" in replies(smtp_server, "mallory@evil.example")[0].get_content()
+    assert "unknown or has expired" in replies(smtp_server)[-1].get_content()
+
+    # The real code still works, once.
+    deliver(maildir, mail(ANN, f"Re: Daily Papers: please confirm (confirm {code})"))
+    poll(settings)
+    assert subscriber_file(settings)["keywords"] == ["Hallucination", "MLLM", "Reasoning"]
+
+
+def test_the_list_unsubscribe_address_of_a_real_digest_unsubscribes_at_once(
+    settings, maildir, smtp_server, arxiv_server
+):
+    subscribe(settings, "ann@example.org", "MLLM")
+    subscribe(settings, "ben@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM paper"))
+    cycle(settings)
+    digest = replies(smtp_server)[0]
+    mailto = re.search(r"<mailto:([^?>]+)\?subject=([^>]+)>", digest["List-Unsubscribe"])
+    assert mailto.group(1) == INBOX, "unsubscribe mail goes to the inbox, not to digest.from"
+    assert digest["From"] == "Daily Papers <papers@example.org>"
+
+    # What a mail client's unsubscribe button sends: the mailto's subject, no body.
+    deliver(maildir, mail("ann@example.org", unquote(mailto.group(2)), to=mailto.group(1)))
+    report = poll(settings)
+    assert report.acted == 1
+    assert subscriber_file(settings) is None
+    assert subscriber_file(settings, "ben@example.org") is not None
+    assert replies(smtp_server)[-1]["Subject"] == "Daily Papers: unsubscribed"
+
+    smtp_server.messages.clear()
+    arxiv_server.add(entry("2502.00002", "MLLM paper 2", day="2025-03-02"))
+    assert cycle(settings).delivery.sent == 1
+    assert [m.to for m in smtp_server.messages] == ["ben@example.org"]
+
+
+def test_auto_replies_bounces_and_lists_are_never_answered(settings, maildir, smtp_server):
+    deliver(maildir, mail(ANN, "subscribe MLLM"))
+    poll(settings)
+    (question,) = smtp_server.messages
+    code = confirmation_code(question)
+    # A vacation responder answers our question, quoting the code: no loop, no subscription.
+    robots = [
+        mail(ANN, f"Out of office: Re: confirm {code}", headers={"Auto-Submitted": "auto-replied"}),
+        mail(ANN, f"Re: confirm {code}", headers={"Precedence": "bulk"}),
+        mail(ANN, "subscribe MLLM", headers={"List-Id": "<other.lists.example.org>"}),
+        mail(ANN, "help", headers={"X-Autoreply": "yes"}),
+        mail("MAILER-DAEMON@relay.example.org", "help"),
+        mail(f"Daily Papers <{INBOX}>", "help"),
+    ]
+    deliver(maildir, *robots)
+    report = poll(settings)
+    assert (report.read, report.ignored, report.acted) == (6, 6, 0)
+    assert len(smtp_server.messages) == 1, "nothing answered"
+    assert subscriber_file(settings) is None
+    assert not list((settings.inbox.maildir / "new").iterdir()), "all marked handled"
+
+
+def test_bounce_reports_count_like_refusals_until_the_subscriber_is_bouncing(
+    make_settings, maildir, smtp_server, arxiv_server, tmp_path
+):
+    settings = make_settings(
+        keywords=["MLLM"],
+        inbox={"address": INBOX, "maildir": str(tmp_path / "Maildir")},
+        smtp={"max_bounces": 2},
+    )
+    subscribe(settings, "gone@example.org", "MLLM")
+    subscribe(settings, "ok@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM paper"))
+    first = cycle(settings)
+    assert first.delivery.sent == 2
+    assert {m.mail_from for m in smtp_server.messages} == {INBOX}, "bounces come to the inbox"
+
+    deliver(maildir, dsn("gone@example.org"), dsn("stranger@example.org"))
+    deliver(maildir, dsn("ok@example.org", status="4.2.2", action="delayed"))
+    report = poll(settings)
+    assert (report.bounces, report.replies_sent) == (1, 0)
+
+    # The relay accepts the next digest too; the bounce report comes later again.
+    arxiv_server.add(entry("2502.00002", "MLLM paper 2", day="2025-03-02"))
+    assert cycle(settings).delivery.sent == 2
+    deliver(maildir, dsn("gone@example.org"))
+    poll(settings)
+
+    arxiv_server.add(entry("2502.00003", "MLLM paper 3", day="2025-03-03"))
+    third = cycle(settings)
+    assert (third.delivery.sent, third.delivery.bouncing) == (1, 1)
+    listing = run_cli("--settings", str(settings.file), "subscribers")
+    assert re.search(
+        r"gone@example.org: MLLM; .*bouncing \(2 refusals: bounce report: 5.1.1", listing.stdout
+    )
+    assert "ok@example.org: MLLM; last delivery" in listing.stdout
+
+
+def test_a_bounce_report_is_forgotten_when_digests_are_accepted_a_week_later(tmp_path):
+    path = tmp_path / "state.json"
+    with Store(path) as store:
+        store.record_bounce("ann@example.org", "S", detail="bounce report: 5.2.2", max_bounces=3)
+        store.record_sent("ann@example.org", "S", 1)
+        assert store.delivery("ann@example.org").bounces == 1, "kept: reports come after"
+        store.flush_deliveries()
+    # A digest accepted 8 days later, as the delivery journal records it.
+    later = (datetime.now(UTC) + timedelta(days=8)).isoformat(timespec="seconds")
+    line = {"key": "ann@example.org", "since": "S", "cycle": 2, "at": later}
+    path.with_name("state.json.journal").write_text(json.dumps(line) + "\n")
+    with Store(path) as store:
+        delivery = store.delivery("ann@example.org")
+        assert (delivery.bounces, delivery.last_cycle, delivery.last_bounce) == (0, 2, "")
+
+
+def test_malformed_mail_is_handled_and_never_stops_the_others(settings, maildir, smtp_server):
+    latin = (
+        b"From: =?iso-8859-1?q?Jos=E9?= <jose@example.org>\r\nTo: papers-inbox@example.org\r\n"
+        b"Subject: hola\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+    ) + "subscribe Reasoning\r\n\r\nGracias, José\r\n".encode("latin-1")
+    weird_charset = (
+        b"From: kim@example.org\r\nSubject: \r\nContent-Type: text/plain; charset=x-klingon\r\n\r\n"
+        b"keywords \xff\xfe MLLM\r\n"
+    )
+    broken_mime = (
+        b"From: lee@example.org\r\nSubject: help\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="never-closed"\r\n\r\n'
+        b"--never-closed\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"!!!not base64!!!\r\n"
+    )
+    no_from = b"Subject: subscribe MLLM\r\n\r\nsubscribe MLLM\r\n"
+    two_from = b"From: a@example.org, b@example.org\r\nSubject: subscribe MLLM\r\n\r\n"
+    garbage = bytes(range(256)) * 10
+    huge = mail("big@example.org", "subscribe MLLM", "x" * 80 + "\n" * 30_000 + "y" * 1_500_000)
+    html_only = (
+        b"From: pat@example.org\r\nSubject: Re: hi\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+        b"<html><body><div>subscribe MLLM</div><blockquote>unsubscribe</blockquote></body></html>"
+    )
+    deliver(maildir, latin, weird_charset, broken_mime, no_from, two_from, garbage, huge, html_only)
+    report = poll(settings)
+    assert report.error == "" and report.read == 8
+    assert (
+        "subscribe jose@example.org to Daily Papers (Reasoning)"
+        in replies(smtp_server, "jose@example.org")[0].get_content()
+    )
+    assert "is not subscribed" in replies(smtp_server, "kim@example.org")[0].get_content()
+    assert replies(smtp_server, "lee@example.org")[0]["Subject"] == "Daily Papers: commands"
+    assert "confirm" in replies(smtp_server, "big@example.org")[0]["Subject"]
+    assert "confirm" in replies(smtp_server, "pat@example.org")[0]["Subject"]
+    assert {r.to for r in smtp_server.messages} == {
+        "jose@example.org",
+        "kim@example.org",
+        "lee@example.org",
+        "big@example.org",
+        "pat@example.org",
+    }
+    assert not list((settings.inbox.maildir / "new").iterdir())
+
+
+def test_names_in_raw_utf8_headers_reach_the_subscriber_file(settings, maildir, smtp_server):
+    deliver(maildir, "From: Zoë Ång <zoe@example.org>\r\nSubject: subscribe MLLM\r\n\r\n".encode())
+    poll(settings)
+    (question,) = smtp_server.messages
+    deliver(maildir, reply_to(question, "zoe@example.org"))
+    poll(settings)
+    assert subscriber_file(settings, "zoe@example.org")["name"] == "Zoë Ång"
+
+
+def test_the_same_message_is_acted_on_once(settings, maildir, smtp_server):
+    message = mail(ANN, "subscribe MLLM", message_id="<once@client.example.net>")
+    deliver(maildir, message, message)  # the MTA delivered it twice
+    poll(settings)
+    assert len(smtp_server.messages) == 1
+
+    # Killed after saving the effect but before marking: the message is still in new/.
+    deliver(maildir, message)
+    report = poll(settings)
+    assert (report.read, report.ignored, len(smtp_server.messages)) == (1, 1, 1)
+
+
+def test_killed_between_saving_and_marking_acts_once_and_replies_once(
+    settings, maildir, smtp_server
+):
+    deliver(maildir, mail(ANN, "subscribe MLLM"))
+    killed = run_cli(
+        "--settings",
+        str(settings.file),
+        "inbox",
+        "--once",
+        env={"NEWSLETTER_CRASH_AT": "inbox-after-save"},
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((settings.inbox.maildir / "new").iterdir())) == 1, "not marked"
+    assert smtp_server.messages == [], "the reply waits in the store"
+
+    again = run_cli("--settings", str(settings.file), "inbox", "--once")
+    assert again.returncode == 0, again.stderr
+    assert "read 1, acted on 0, ignored 1" in again.stdout
+    assert len(smtp_server.messages) == 1
+    assert not list((settings.inbox.maildir / "new").iterdir())
+    deliver(maildir, reply_to(smtp_server.messages[0], ANN))
+    poll(settings)
+    assert subscriber_file(settings)["keywords"] == ["MLLM"], "the saved request is the one used"
+
+
+def test_a_confirmation_that_cannot_be_saved_is_tried_again(settings, maildir, smtp_server):
+    deliver(maildir, mail(ANN, "subscribe MLLM"))
+    poll(settings)
+    settings.subscribers.dir.write_text("not a folder")  # the subscriber file cannot be written
+    deliver(maildir, reply_to(smtp_server.messages[0], ANN))
+    report = poll(settings)
+    assert f"{settings.subscribers.dir}: File exists; tried again next poll" in report.error
+    assert len(list((settings.inbox.maildir / "new").iterdir())) == 1, "not marked"
+
+    settings.subscribers.dir.unlink()
+    report = poll(settings)
+    assert (report.read, report.acted, report.error) == (1, 1, "")
+    assert subscriber_file(settings)["keywords"] == ["MLLM"]
+    assert replies(smtp_server)[-1]["Subject"] == "Daily Papers: subscribed to MLLM"
+
+
+def test_replies_per_address_are_limited_per_hour(make_settings, maildir, smtp_server, tmp_path):
+    settings = make_settings(
+        inbox={"maildir": str(tmp_path / "Maildir"), "max_replies_per_hour": 2}
+    )
+    now = datetime.now(UTC)
+    deliver(maildir, *(mail(ANN, "help") for _ in range(4)), mail("ben@example.org", "help"))
+    report = poll(settings, now=now)
+    assert report.acted == 5
+    assert len(replies(smtp_server)) == 2
+    assert len(replies(smtp_server, "ben@example.org")) == 1
+
+    deliver(maildir, mail(ANN, "help"))
+    poll(settings, now=now + timedelta(minutes=30))
+    assert len(replies(smtp_server)) == 2
+    deliver(maildir, mail(ANN, "help"))
+    poll(settings, now=now + timedelta(minutes=61))
+    assert len(replies(smtp_server)) == 3
+
+
+def test_keyword_changes_and_plain_unsubscribe_wait_for_confirmation(
+    settings, maildir, smtp_server
+):
+    subscribe(settings, "ann@example.org", "MLLM")
+    deliver(maildir, mail(ANN, "", "keywords Reasoning, hallucination\n\n-- \nAnn"))
+    poll(settings)
+    assert subscriber_file(settings)["keywords"] == ["MLLM"]
+    deliver(maildir, reply_to(smtp_server.messages[-1], ANN))
+    poll(settings)
+    saved = subscriber_file(settings)
+    assert saved["keywords"] == ["Hallucination", "Reasoning"]
+    assert saved["source"] == "cli", "where the subscription came from is kept"
+    assert replies(smtp_server)[-1]["Subject"] == (
+        "Daily Papers: keywords changed to Hallucination, Reasoning"
+    )
+
+    deliver(maildir, mail(ANN, "Re: [Daily Papers] 3 new papers", "Unsubscribe\n\n> old digest"))
+    poll(settings)
+    assert subscriber_file(settings) is not None
+    deliver(maildir, reply_to(smtp_server.messages[-1], ANN))
+    poll(settings)
+    assert subscriber_file(settings) is None
+    assert replies(smtp_server)[-1]["Subject"] == "Daily Papers: unsubscribed"
+
+
+def test_unknown_keywords_and_unknown_commands_are_answered_with_help(
+    settings, maildir, smtp_server
+):
+    deliver(
+        maildir,
+        mail(ANN, "subscribe Quantum, MLLM"),
+        mail("ben@example.org", "hello there", "Could you add me?\n"),
+        mail("cy@example.org", "keywords MLLM"),
+    )
+    poll(settings)
+    refused = replies(smtp_server)[0].get_content()
+    assert "unknown keyword 'Quantum'; valid keywords: Hallucination, MLLM, Reasoning" in refused
+    helped = replies(smtp_server, "ben@example.org")[0].get_content()
+    assert "I did not understand your message." in helped and "hello" not in helped
+    assert "subscribe KEYWORD, KEYWORD" in helped and "Keywords: Hallucination, MLLM" in helped
+    assert "is not subscribed" in replies(smtp_server, "cy@example.org")[0].get_content()
+    assert not settings.subscribers.dir.exists() or not list(settings.subscribers.dir.iterdir())
+
+
+def test_replies_wait_in_the_store_while_the_smtp_server_is_down(settings, maildir, smtp_server):
+    smtp_server.stop()
+    deliver(maildir, mail(ANN, "help"))
+    report = poll(settings)
+    assert (report.acted, report.replies_sent, report.replies_waiting) == (1, 0, 1)
+    assert not list((settings.inbox.maildir / "new").iterdir()), "handled: not acted on again"
+
+    smtp_server.start()
+    report = poll(settings)
+    assert (report.read, report.replies_sent, report.replies_waiting) == (0, 1, 0)
+    assert len(smtp_server.messages) == 1
+    poll(settings)
+    assert len(smtp_server.messages) == 1
+
+
+def test_inbox_once_on_the_command_line(settings, maildir, smtp_server, make_settings, tmp_path):
+    deliver(maildir, mail(ANN, "help"))
+    result = run_cli("--settings", str(settings.file), "inbox", "--once")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        "inbox: read 1, acted on 1, ignored 0, bounces 0, replies sent 1"
+    )
+
+    missing = make_settings(inbox={"maildir": str(tmp_path / "nowhere")})
+    result = run_cli("--settings", str(missing.file), "inbox", "--once")
+    assert result.returncode == 1
+    assert f"[inbox] maildir {tmp_path / 'nowhere'}: not a Maildir" in result.stdout
+
+    plain = make_settings()
+    result = run_cli("--settings", str(plain.file), "inbox", "--once")
+    assert result.returncode == 2
+    assert "[inbox] is not configured" in result.stderr
