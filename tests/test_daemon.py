@@ -462,8 +462,8 @@ def test_daemon_reads_the_inbox_between_cycles_and_serves_unsubscribe_pages(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{good}", timeout=5) as page:
         assert page.status == 200 and "ben@example.org" in page.read().decode()
     with pytest.raises(urllib.error.HTTPError) as forged:
-        forged = ("b" if good[0] == "a" else "a") + good[1:]
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{forged}", timeout=5)
+        fake = ("b" if good[0] == "a" else "a") + good[1:]
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{fake}", timeout=5)
     assert forged.value.code == 404
     assert daemon.stop() == 0
     with pytest.raises(urllib.error.URLError):
