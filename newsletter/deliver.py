@@ -18,7 +18,15 @@ from datetime import UTC, date, datetime
 from .addresses import address_key
 from .archive import newest_by_keyword
 from .config import Settings
-from .digest import Digest, Personal, Renderer, build_message, select_new, select_welcome
+from .digest import (
+    Digest,
+    Personal,
+    Renderer,
+    build_message,
+    select_new,
+    select_welcome,
+    unsubscribe_mailto,
+)
 from .mailer import PERMANENT, SENT, Outbound, Outcome, read_password, send_all
 from .store import Delivery, Store
 from .subscribers import Roster, Subscriber, SubscriberError, load_subscribers
@@ -103,7 +111,7 @@ def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Perso
     return Personal(
         email=subscriber.email,
         name=subscriber.name,
-        unsubscribe_mailto=f"mailto:{reply_address(settings)}?subject=unsubscribe%20{tok}",
+        unsubscribe_mailto=unsubscribe_mailto(reply_address(settings), tok),
         unsubscribe_url=settings.web.unsubscribe_url(tok),
     )
 
