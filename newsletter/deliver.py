@@ -18,7 +18,15 @@ from datetime import UTC, date, datetime
 from .addresses import address_key
 from .archive import newest_by_keyword
 from .config import Settings
-from .digest import Digest, Personal, Renderer, build_message, select_new, select_welcome
+from .digest import (
+    Digest,
+    MailTemplate,
+    Personal,
+    Rendered,
+    Renderer,
+    select_new,
+    select_welcome,
+)
 from .mailer import PERMANENT, SENT, Outbound, Outcome, read_password, send_all
 from .store import Delivery, Store
 from .subscribers import Roster, Subscriber, SubscriberError, load_subscribers
@@ -95,6 +103,12 @@ def make_renderer(settings: Settings) -> Renderer:
         archive_url=settings.archive.public_url,
         unsubscribe_address=reply_address(settings),
     )
+
+
+def make_mail(settings: Settings, rendered: Rendered, cycle: int) -> MailTemplate:
+    """A rendered digest as mail, ready to be addressed to each of its readers."""
+    d = settings.digest
+    return MailTemplate(rendered, sender=d.sender, list_id=d.list_id, cycle=cycle, domain=d.domain)
 
 
 def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Personal:
@@ -190,16 +204,10 @@ def deliver_digests(
     def outbound() -> Iterator[Outbound]:
         for key, members in groups.members.items():
             rendered = renderer.render(groups.digests[key], members[0].keywords, day)
+            mail = make_mail(settings, rendered, cycle)
             for subscriber in members:
-                message = build_message(
-                    rendered,
-                    personal(settings, secret, subscriber),
-                    sender=settings.digest.sender,
-                    list_id=settings.digest.list_id,
-                    cycle=cycle,
-                    domain=settings.digest.domain,
-                )
-                yield Outbound(subscriber.email, message.as_bytes(), key=subscriber.key)
+                data = mail.message(personal(settings, secret, subscriber))
+                yield Outbound(subscriber.email, data, key=subscriber.key)
 
     counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
 
