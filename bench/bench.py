@@ -165,6 +165,15 @@ class People:
     subscribers: list[Subscriber]
     history: dict[str, int]  # address key → last delivered cycle (absent: new, gets a welcome)
 
+    def summary(self) -> str:
+        welcome = len(self.subscribers) - len(self.history)
+        missed = sum(1 for last in self.history.values() if last < CYCLE - 1)
+        return (
+            f"scenario: {len(combinations())} keyword combinations; {welcome} new "
+            f"(welcome issue), {missed} missed the last cycle, "
+            f"{len(self.history) - missed} up to date; delivering cycle {CYCLE}"
+        )
+
 
 def combinations() -> list[tuple[str, ...]]:
     return [c for r in range(1, len(KEYWORDS) + 1) for c in itertools.combinations(KEYWORDS, r)]
@@ -342,6 +351,12 @@ class Prepared:
     mails: dict[tuple, MailTemplate]
     secret: bytes
 
+    def everyone(self) -> list[tuple[tuple, Subscriber]]:
+        return [(key, s) for key, members in self.groups.members.items() for s in members]
+
+    def message(self, settings: Settings, key: tuple, subscriber: Subscriber) -> bytes:
+        return self.mails[key].message(personal(settings, self.secret, subscriber))
+
 
 def measure_parts(settings: Settings, store: Store, cycle: int, table: Table) -> Prepared:
     roster, load = timed(lambda: load_subscribers(settings.subscribers.dir, settings.keyword_names))
@@ -364,20 +379,92 @@ def measure_parts(settings: Settings, store: Store, cycle: int, table: Table) ->
         lambda: {key: make_mail(settings, r, cycle) for key, r in rendered.items()}
     )
     table.add("  encode each as mail, once", f"{prepare * 1000 / len(mails):.1f} ms each")
-    secret = load_or_create_secret(settings.web.secret_file)
-    everyone = [(key, s) for key, members in groups.members.items() for s in members]
+    prepared = Prepared(groups, mails, load_or_create_secret(settings.web.secret_file))
+    everyone = prepared.everyone()
     sample = everyone[:: max(1, len(everyone) // 1000)]
 
     def address_all() -> None:
         for key, subscriber in sample:  # each message dropped at once, as once sent
-            mails[key].message(personal(settings, secret, subscriber))
+            prepared.message(settings, key, subscriber)
 
     _, build = timed(address_all)
     table.add(
         "address one message (headers, personal parts)",
         f"{build * 1e6 / len(sample):.0f} µs ({len(sample)} timed)",
     )
-    return Prepared(groups, mails, secret)
+    return prepared
+
+
+@dataclass(frozen=True)
+class Real:
+    sent: int
+    seconds: float
+    peak_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds
+
+
+def measure_real(settings: Settings, store: Store, cycle: int, table: Table) -> Real:
+    """(a) `deliver_digests` as a cycle runs it: load, plan, render, send, record."""
+    writes, write_seconds = store.writes, store.write_seconds
+    baseline = rss_mb("VmRSS")
+    exact_peak = reset_peak()
+    report, seconds = timed(lambda: deliver_digests(settings, store, cycle, today=DAY))
+    peak = rss_mb("VmHWM") if exact_peak else rss_mb("ru_maxrss")
+    real = Real(report.sent, seconds, peak)
+    table.add("real path: deliver_digests", f"{report.sent} msgs in {seconds:.2f} s")
+    table.add("  messages/s", f"{real.rate:.0f}")
+    table.add(
+        "  distinct digests (each rendered once)",
+        f"{report.digests}, {report.renders} jinja2 + premailer passes",
+    )
+    table.add(
+        "  peak RSS during the phase" + ("" if exact_peak else " (whole process)"),
+        f"{peak:.0f} MB (at its start: {baseline:.0f} MB)",
+    )
+    table.add(
+        "  store writes in the phase",
+        f"{store.writes - writes}, {(store.write_seconds - write_seconds) * 1000:.0f} ms",
+    )
+    return real
+
+
+def measure_naive(
+    settings: Settings, prepared: Prepared, cycle: int, sample: int, rng: random.Random
+) -> float:
+    """(b) jinja2 + premailer (and the encoding) for every one of a sample, then send."""
+    everyone = prepared.everyone()
+    chosen = rng.sample(everyone, min(sample, len(everyone)))
+    renderer = make_renderer(settings)
+
+    def items() -> Iterator[Outbound]:
+        for key, subscriber in chosen:
+            person = personal(settings, prepared.secret, subscriber)
+            alone = renderer.render(prepared.groups.digests[key], subscriber.keywords, DAY, person)
+            yield Outbound(subscriber.email, make_mail(settings, alone, cycle).message(person))
+
+    sent, seconds = timed(lambda: send(settings, items()))
+    return sent / seconds
+
+
+def measure_ceiling(settings: Settings, prepared: Prepared, table: Table) -> float:
+    """(c) One pre-built message, of about the mean size, to everyone over the same pool."""
+    everyone = prepared.everyone()
+    sizes = {
+        key: len(prepared.message(settings, key, members[0]))
+        for key, members in prepared.groups.members.items()
+    }
+    mean = sum(sizes[key] for key, _ in everyone) / len(everyone)
+    table.add("  message size, mean over everyone", f"{mean / 1000:.0f} kB")
+    key = min(sizes, key=lambda k: abs(sizes[k] - mean))
+    data = prepared.message(settings, key, prepared.groups.members[key][0])
+    sent, seconds = timed(lambda: send(settings, (Outbound(s.email, data) for _, s in everyone)))
+    table.add(
+        f"ceiling: one {len(data) / 1000:.0f} kB message x {sent}", f"{sent / seconds:.0f} msg/s"
+    )
+    return sent / seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -416,124 +503,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Store(settings.store.path) as store:
             fill_store(store, fetched, first_seen)
             write_people(settings, store, people)
-            # The measured cycle starts as cycle.py runs it: begin, diff (one write each).
+            print(people.summary(), flush=True)
+            del people
+            # The measured cycle starts as cycle.py runs it: begin, then the diff.
             writes, write_seconds = store.writes, store.write_seconds
             cycle = store.begin_cycle()
             with store.batch():
                 store.apply_fetch(cycle, seen_by(fetched, first_seen, CYCLE))
-            welcome = args.subscribers - len(people.history)
-            missed = sum(1 for last in people.history.values() if last < CYCLE - 1)
-            print(
-                f"scenario: {len(combinations())} keyword combinations; {welcome} new "
-                f"(welcome issue), {missed} missed the last cycle, "
-                f"{len(people.history) - missed} up to date; delivering cycle {cycle}",
-                flush=True,
-            )
-            del people
 
-            # The parts of the real path, each alone (same functions, same data).
+            print("the real path's parts, each timed alone:", flush=True)
             prepared = measure_parts(settings, store, cycle, table)
-            groups, mails, secret = prepared.groups, prepared.mails, prepared.secret
-            everyone = [(key, s) for key, members in groups.members.items() for s in members]
-            sizes = {
-                key: len(mail.message(personal(settings, secret, groups.members[key][0])))
-                for key, mail in mails.items()
-            }
-            mean_size = sum(sizes[key] for key, _ in everyone) / len(everyone)
-            table.add("  message size, mean over everyone", f"{mean_size / 1000:.0f} kB")
-
-            # (a) The real path, as a cycle runs it.
-            phase_writes, phase_write_seconds = store.writes, store.write_seconds
-            baseline = rss_mb("VmRSS")
-            exact_peak = reset_peak()
-            report, real_seconds = timed(lambda: deliver_digests(settings, store, cycle, today=DAY))
-            peak = rss_mb("VmHWM") if exact_peak else rss_mb("ru_maxrss")
-            if report.sent != args.subscribers:
-                raise SystemExit(f"bench: only {report.sent} of {args.subscribers} were sent")
-            real_rate = report.sent / real_seconds
-            table.add("real path: deliver_digests", f"{report.sent} msgs in {real_seconds:.2f} s")
-            table.add("  messages/s", f"{real_rate:.0f}")
-            table.add("  jinja2 + premailer passes", f"{report.renders}")
-            table.add(
-                "  peak RSS during the phase" + ("" if exact_peak else " (whole process)"),
-                f"{peak:.0f} MB (at its start: {baseline:.0f} MB)",
-            )
-            table.add(
-                "  store writes in the phase",
-                f"{store.writes - phase_writes}, "
-                f"{(store.write_seconds - phase_write_seconds) * 1000:.0f} ms in all",
-            )
+            print("the digest-and-send phase:", flush=True)
+            real = measure_real(settings, store, cycle, table)
             store.finish_cycle(cycle)
             table.add(
                 "store writes in the whole cycle",
                 f"{store.writes - writes} (begin, diff, mail, end), "
-                f"{(store.write_seconds - write_seconds) * 1000:.0f} ms in all",
+                f"{(store.write_seconds - write_seconds) * 1000:.0f} ms",
             )
-
-            # (b) The naive path: jinja2 + premailer for every one of a sample.
-            naive = rng.sample(everyone, min(args.naive_sample, len(everyone)))
-            renderer = make_renderer(settings)
-
-            def naive_items() -> Iterator[Outbound]:
-                for key, subscriber in naive:
-                    alone = renderer.render(
-                        groups.digests[key],
-                        subscriber.keywords,
-                        DAY,
-                        personal(settings, secret, subscriber),
-                    )
-                    data = make_mail(settings, alone, cycle).message(
-                        personal(settings, secret, subscriber)
-                    )
-                    yield Outbound(subscriber.email, data)
-
-            naive_sent, naive_seconds = timed(lambda: send(settings, naive_items()))
-            naive_rate = naive_sent / naive_seconds
-            table.add(f"naive path: render each of {naive_sent}", f"{naive_rate:.1f} msg/s")
-
-            # (c) The ceiling: one pre-built message of about the mean size, N times.
-            key = min(sizes, key=lambda k: abs(sizes[k] - mean_size))
-            data = mails[key].message(personal(settings, secret, groups.members[key][0]))
-            ceiling_sent, ceiling_seconds = timed(
-                lambda: send(settings, (Outbound(s.email, data) for _, s in everyone))
-            )
-            ceiling_rate = ceiling_sent / ceiling_seconds
+            naive = measure_naive(settings, prepared, cycle, args.naive_sample, rng)
             table.add(
-                f"ceiling: one {len(data) / 1000:.0f} kB message x {ceiling_sent}",
-                f"{ceiling_rate:.0f} msg/s",
+                f"naive path: render each of {min(args.naive_sample, real.sent)}",
+                f"{naive:.1f} msg/s",
             )
+            ceiling = measure_ceiling(settings, prepared, table)
 
-        # Recording deliveries alone, on a fresh store: the journal's cost per message.
-        record_seconds, record_writes = measure_recording(root / "recording", args.subscribers)
-        table.add(
-            f"record {args.subscribers} deliveries (journal)",
-            f"{record_seconds * 1e6 / args.subscribers:.1f} µs each, {record_writes} store writes",
-        )
-
-        # The store at 100,000 papers.
+        print("the store:", flush=True)
+        measure_recording(root / "recording", args.subscribers, table)
         diff_ms = measure_diff(root / "big", texts, args.store_papers, table)
 
     accepted, accepted_bytes = sink.accepted
-    expected = report.sent + naive_sent + ceiling_sent
+    expected = real.sent + min(args.naive_sample, real.sent) + real.sent
     table.add("sink accepted", f"{accepted} of {expected} messages, {accepted_bytes / 1e6:.0f} MB")
     print(
-        f"bench: {report.sent} msgs in {real_seconds:.2f} s, {real_rate:.0f} msg/s; "
-        f"naive {naive_rate:.1f} msg/s; speedup {real_rate / naive_rate:.1f}; "
-        f"ceiling {ceiling_rate:.0f} msg/s; efficiency {real_rate / ceiling_rate:.2f}; "
-        f"peak RSS {peak:.0f} MB; "
+        f"bench: {real.sent} msgs in {real.seconds:.2f} s, {real.rate:.0f} msg/s; "
+        f"naive {naive:.1f} msg/s; speedup {real.rate / naive:.1f}; "
+        f"ceiling {ceiling:.0f} msg/s; efficiency {real.rate / ceiling:.2f}; "
+        f"peak RSS {real.peak_mb:.0f} MB; "
         f"diff {FETCHED} vs {args.store_papers // 1000}k {diff_ms:.0f} ms"
     )
     return 0 if accepted == expected else 1
 
 
-def measure_recording(folder: Path, count: int) -> tuple[float, int]:
-    """(seconds, store writes) to record `count` accepted messages, as the real path does."""
+def measure_recording(folder: Path, count: int, table: Table) -> None:
+    """Recording `count` accepted messages as the real path does, on a store of its own:
+    the journal line each costs, and the store rewrites they cause."""
     with Store(folder / "store.json") as store:
         started = time.perf_counter()
         for i in range(count):
             store.record_sent(f"reader{i:05d}@example.edu", "2025-01-01T09:00:00+00:00", 1)
         store.flush_deliveries()
-        return time.perf_counter() - started, store.writes
+        seconds = time.perf_counter() - started
+        table.add(
+            f"record {count} deliveries: journal",
+            f"{(seconds - store.write_seconds) * 1e6 / count:.1f} µs a message",
+        )
+        table.add(
+            "  and store rewrites",
+            f"{store.writes}, {store.write_seconds * 1000:.0f} ms",
+        )
 
 
 def measure_diff(folder: Path, texts: Sequence[Text], size: int, table: Table) -> float:

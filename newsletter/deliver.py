@@ -43,7 +43,8 @@ class DeliveryReport:
     bouncing: int = 0  # skipped: marked bouncing after max_bounces refusals
     skipped: int = 0  # subscriber files with problems
     nothing_new: int = 0
-    renders: int = 0
+    digests: int = 0  # distinct digests: each rendered once, however many get it
+    renders: int = 0  # jinja2 + premailer passes (more than digests when one is trimmed)
 
     def summary(self) -> str:
         return (
@@ -251,5 +252,6 @@ def deliver_digests(
         bouncing=bouncing,
         skipped=len(roster.problems),
         nothing_new=nothing,
+        digests=len(groups.members),
         renders=renderer.renders,
     )
