@@ -289,10 +289,11 @@ class Renderer:
         (`MailTemplate`); with it, they are rendered in like everything else (one
         person's digest: the preview, and the reference the shared path is tested against).
         """
-        html = self._html(self._context(digest, subscribed, day, person))
+        context = self._context(digest, subscribed, day, person)
+        html = self._html(context)
         if len(html.encode()) > self.max_html_bytes - PERSONAL_MARGIN:
             digest, html = self._fit(digest, subscribed, day, person, len(html.encode()))
-        context = self._context(digest, subscribed, day, person)
+            context = self._context(digest, subscribed, day, person)
         return Rendered(digest, str(context["subject"]), html, self.text_template.render(context))
 
     def _fit(
@@ -307,9 +308,9 @@ class Renderer:
 
         Each try is a premailer pass, so the count to try next is interpolated
         between the largest that fits and the smallest that does not (the size grows
-        about linearly with the papers): two or three tries instead of a binary
-        search's seven. A step that does not halve the range is followed by a
-        bisection, so even odd sizes take at most twice the binary search's tries.
+        about linearly with the papers): two to four tries where a binary search
+        takes six for 60 papers. A step that does not halve the range is followed
+        by a bisection, so odd sizes take at most twice the binary search's tries.
         """
         limit = self.max_html_bytes - PERSONAL_MARGIN
         total = sum(len(s.items) for s in digest.sections)

@@ -134,10 +134,10 @@ class Roster:
 
 
 def _toml_files(directory: Path) -> list[Path]:
-    """The directory's *.toml files (not hidden ones, like glob), in name order;
-    sorted as strings, which for 10,000 files is several times faster than Paths."""
+    """What `sorted(directory.glob("*.toml"))` gives, sorted as names: for 10,000
+    files that is several times faster than comparing Paths."""
     with os.scandir(directory) as entries:
-        names = sorted(e.name for e in entries if e.name.endswith(".toml") and e.name[0] != ".")
+        names = sorted(e.name for e in entries if e.name.endswith(".toml"))
     return [directory / name for name in names]
 
 

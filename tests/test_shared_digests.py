@@ -23,7 +23,14 @@ from conftest import REPO, SEED_KEYWORDS, subscribe
 from digest_reader import html_part, sections, text_part
 
 from newsletter.deliver import deliver_digests, make_renderer, personal, plan_all, preview
-from newsletter.digest import HEADERS, Digest, message_id
+from newsletter.digest import (
+    HEADERS,
+    PERSONAL_MARGIN,
+    Digest,
+    Renderer,
+    message_id,
+    trim_oldest,
+)
 from newsletter.papers import Paper
 from newsletter.store import Store
 from newsletter.subscribers import Roster, Subscriber
@@ -57,19 +64,7 @@ def seed_papers(rng: random.Random) -> list[tuple[Paper, list[str]]]:
     records = json.loads((REPO / "tests" / "fixtures" / "seed_papers.json").read_text())
     papers = []
     for r in records:
-        paper = Paper(
-            id=r["id"],
-            version=r["version"],
-            url=f"http://arxiv.org/abs/{r['id']}v{r['version']}",
-            title=r["title"],
-            abstract=r["abstract"],
-            authors=tuple(r["authors"]),
-            comment=r["comment"],
-            categories=tuple(r["categories"]),
-            primary_category=r["primary_category"],
-            published=datetime.fromisoformat(r["published"]),
-            updated=datetime.fromisoformat(r["updated"]),
-        )
+        paper = Paper.from_record({**r, "url": f"http://arxiv.org/abs/{r['id']}v{r['version']}"})
         papers.append((paper, rng.sample(SEED_KEYWORDS, rng.choice((1, 1, 2)))))
     return papers
 
@@ -233,3 +228,21 @@ def test_preview_is_the_mail_that_is_sent(make_settings, smtp_server):
     (received,) = smtp_server.messages
     assert html_part(received.message) == html
     assert text_part(received.message) == text
+
+
+@pytest.mark.parametrize("limit", [12_000, 25_000, 40_000, 55_000, 70_000])
+def test_the_trim_keeps_as_many_of_the_newest_papers_as_fit(limit, make_settings):
+    settings = make_settings(keywords=SEED_KEYWORDS, digest={"max_papers_per_keyword": 40})
+    with Store(settings.store.path) as store:
+        fill_two_cycles(store, random.Random(5))
+        reader = Subscriber("ann@example.org", tuple(SEED_KEYWORDS), created="2025-01-01")
+        digest = planned_alone(settings, reader, store)
+    assert digest is not None
+    roomy = make_renderer(settings)
+    tight = Renderer(settings.digest.templates, "s", "w", max_html_bytes=limit + PERSONAL_MARGIN)
+    trimmed = tight.render(digest, reader.keywords, DAY)
+    kept = sum(len(s.items) for s in trimmed.digest.sections)
+    assert 0 < kept < 40 and len(trimmed.html.encode()) <= limit
+    one_more = roomy.render(trim_oldest(digest, kept + 1), reader.keywords, DAY)
+    assert len(one_more.html.encode()) > limit, "the most that fit, not just some"
+    assert tight.renders <= 6, "interpolated, not bisected"
