@@ -147,7 +147,7 @@ class Delivery:
 
 
 # Deliveries kept only in the journal before the store is rewritten. The journal
-# line is what makes a delivery survive a crash (one small append, ~10 µs); the
+# line is what makes a delivery survive a crash (one small append, ~20 µs); the
 # rewrite costs the whole store (50 ms at 10,000 subscribers, seconds at 100,000
 # papers), so it happens at the end of the sending phase, and mid-phase only
 # for lists this long, to keep the journal (and its replay at start) bounded.
