@@ -292,12 +292,14 @@ class Sink:
 
 
 def rss_mb(field: str) -> float:
-    """VmRSS or VmHWM (the peak) of this process, in MB; ru_maxrss where /proc is missing."""
+    """VmRSS (now) or VmHWM (the peak) of this process from /proc, in MB; where
+    there is no /proc, the peak from getrusage (kB on Linux, bytes on macOS)."""
     try:
         status = Path("/proc/self/status").read_text()
         return int(re.search(rf"{field}:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
     except (OSError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def reset_peak() -> bool:
@@ -412,7 +414,7 @@ def measure_real(settings: Settings, store: Store, cycle: int, table: Table) -> 
     baseline = rss_mb("VmRSS")
     exact_peak = reset_peak()
     report, seconds = timed(lambda: deliver_digests(settings, store, cycle, today=DAY))
-    peak = rss_mb("VmHWM") if exact_peak else rss_mb("ru_maxrss")
+    peak = rss_mb("VmHWM")
     real = Real(report.sent, seconds, peak)
     table.add("real path: deliver_digests", f"{report.sent} msgs in {seconds:.2f} s")
     table.add("  messages/s", f"{real.rate:.0f}")

@@ -359,10 +359,6 @@ def unsubscribe_mailto(address: str, token: str) -> str:
 _QP_LINE = 75
 _NEWLINE = re.compile(r"\r\n|\r")
 _TEXT_BODY, _HTML_BODY = "ZZbodyTextZZ", "ZZbodyHtmlZZ"
-# Header lines up to RFC 5322's hard limit: with the usual 78 the email package
-# would turn an unbreakable List-Unsubscribe URL into an encoded word, which
-# mail clients do not read as a link.
-HEADERS = SMTP.clone(max_line_length=998)
 
 
 def _qp(piece: str) -> bytes:
@@ -391,15 +387,17 @@ _SLOT_SPLIT = re.compile(f"({_SLOT.pattern})")
 
 def _folded(headers: Mapping[str, str]) -> dict[str, bytes]:
     """Header lines as the email package writes them (parsed, encoded, folded)."""
-    head = EmailMessage(policy=HEADERS)
+    head = EmailMessage(policy=SMTP)
     for name, value in headers.items():
         head[name] = value
-    return {name: HEADERS.fold_binary(name, value) for name, value in head.raw_items()}
+    return {name: SMTP.fold_binary(name, value) for name, value in head.raw_items()}
 
 
 def _line(name: str, value: str) -> bytes:
-    """One header line for a value that needs neither encoding nor folding (ASCII,
-    short). Like the email package, it refuses anything that could end the line."""
+    """One header line for a value that needs no encoding (ASCII), not folded: the
+    email package folds at 78 columns by making a long URL an encoded word, which
+    mail clients do not read as a link (List-Unsubscribe). Like the email package,
+    it refuses anything that could end the line; RFC 5322 allows 998 characters."""
     line = f"{name}: {value}\r\n"
     if any(c in value for c in "\r\n\0") or not line.isascii() or len(line) > 1000:
         raise ValueError(f"{name}: not a one-line ASCII header value: {value!r}")
@@ -414,27 +412,27 @@ class MailTemplate:
     `message()` then writes one person's headers and encodes the few bytes of
     their greeting, address and unsubscribe link between the shared pieces.
     Shared headers, and a name that needs encoding, go through the email
-    package; the personal ones are plain ASCII and written directly (the email
-    package's header parser costs about 0.1 ms a header), refusing line breaks
-    just as it does, so no value can inject a header.
+    package; the personal ones and the list headers are plain ASCII and written
+    directly (`_line`; the email package's header parser costs about 0.1 ms a
+    header), refusing line breaks just as it does, so no value can inject a header.
     """
 
     def __init__(self, rendered: Rendered, *, sender: str, list_id: str, cycle: int, domain: str):
         self.rendered = rendered
         self.cycle = cycle
         self.domain = domain
+        self.list_id = _line("List-Id", f"Daily Papers <{list_id}>")
         self.shared = _folded(
             {
                 "From": sender,
                 "Subject": rendered.subject,
-                "List-Id": f"Daily Papers <{list_id}>",
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "Auto-Submitted": "auto-generated",
             }
         )
         self.text = _pieces(rendered.text)
         self.html = _pieces(rendered.html)
-        skeleton = EmailMessage(policy=HEADERS)
+        skeleton = EmailMessage(policy=SMTP)
         skeleton.set_content(_TEXT_BODY, cte="7bit")
         skeleton.add_alternative(_HTML_BODY, subtype="html", cte="7bit")
         for part in skeleton.iter_parts():
@@ -459,7 +457,7 @@ class MailTemplate:
                 shared["Subject"],
                 _line("Date", formatdate(usegmt=True)),
                 _line("Message-ID", message_id(self.cycle, person.email, self.domain)),
-                shared["List-Id"],
+                self.list_id,
                 _line("List-Unsubscribe", unsubscribe),
                 shared["List-Unsubscribe-Post"] if person.unsubscribe_url else b"",
                 shared["Auto-Submitted"],

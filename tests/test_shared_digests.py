@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -24,7 +25,6 @@ from digest_reader import html_part, sections, text_part
 
 from newsletter.deliver import deliver_digests, make_renderer, personal, plan_all, preview
 from newsletter.digest import (
-    HEADERS,
     PERSONAL_MARGIN,
     Digest,
     Renderer,
@@ -108,7 +108,7 @@ def reference_mail(settings, subscriber: Subscriber, digest: Digest, cycle: int)
     values, encoded whole by the email package."""
     person = personal(settings, load_or_create_secret(settings.web.secret_file), subscriber)
     rendered = make_renderer(settings).render(digest, subscriber.keywords, DAY, person)
-    message = EmailMessage(policy=HEADERS)
+    message = EmailMessage(policy=policy.SMTP)
     message["From"] = settings.digest.sender
     message["To"] = formataddr((person.name, person.email))
     message["Subject"] = rendered.subject
@@ -204,13 +204,15 @@ def test_raw_headers_keep_the_unsubscribe_link_readable(make_settings, smtp_serv
     )
     with Store(settings.store.path) as store:
         fill_two_cycles(store, random.Random(2))
-        subscribe(settings, "ann@example.org", "MLLM", name="Zoë")
+        subscribe(settings, "ann@example.org", "MLLM", name="Zoë " * 25)
         deliver_digests(settings, store, 2, today=DAY)
     (received,) = smtp_server.messages
     raw = received.data.decode("ascii")
     assert "\r\nList-Unsubscribe: <mailto:papers@example.org?subject=unsubscribe%20" in raw
     assert "=?" not in raw.split("\r\nList-Unsubscribe: ")[1].split("\r\n")[0]
     assert "\r\nTo: =?utf-8?" in raw, "a non-ASCII name is still encoded"
+    words = re.findall(r"=\?[^?]+\?[bq]\?[^?]*\?=", raw, re.I)
+    assert words and all(len(w) < 78 for w in words), "encoded words folded as usual"
     assert all(len(line) <= 998 for line in raw.split("\r\n"))
     body_lines = raw.split("\r\n\r\n", 1)[1].split("\r\n")
     assert all(len(line) <= 76 for line in body_lines), "quoted-printable lines, RFC 2045"
