@@ -47,3 +47,22 @@ def test_four_connections_carry_everyone_once_and_a_refusal_stays_with_its_addre
     assert deliveries["reader13@lab.example.org"].last_cycle == 0
     assert all(deliveries[p].last_cycle == report.number for p in received)
     assert cycle_writes == 4, "begin, diff, deliveries, end: never once per subscriber"
+
+
+def test_a_temporary_refusal_is_retried_then_left_pending_on_a_reused_connection(
+    make_settings, arxiv_server, smtp_server
+):
+    settings = make_settings(keywords=["MLLM"], smtp={"max_connections": 1, "retries": 1})
+    for name in ("a", "busy", "c"):
+        subscribe(settings, f"{name}@example.org", "MLLM")
+    smtp_server.refuse("busy@example.org", "451 4.2.1 Mailbox busy, try later")
+    arxiv_server.add(entry("2502.00001", "MLLM paper 1"))
+    opened = smtp_server.connections
+    with Store(settings.store.path) as store:
+        report = run_cycle(settings, store, today=DAY)
+        busy = store.delivery("busy@example.org")
+    assert (report.delivery.sent, report.delivery.pending) == (2, 1)
+    assert sorted(m.to for m in smtp_server.messages) == ["a@example.org", "c@example.org"]
+    assert busy is not None and busy.failures == 1 and busy.last_cycle == 0
+    assert busy.last_error.startswith("451")
+    assert smtp_server.connections - opened == 1, "RSET after the refusal, same connection"
