@@ -23,6 +23,12 @@ test: install
 run: install
 	$(BIN)/newsletter --settings $(SETTINGS) run
 
+# The digest-and-send phase at a department's scale, measured (bench/bench.py);
+# `make bench BENCH_N=200` for a quick run. Prints a table and one summary line.
+BENCH_N ?= 10000
+bench: install
+	$(BIN)/python bench/bench.py $(BENCH_N)
+
 lint: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	$(BIN)/ruff check .

@@ -20,9 +20,10 @@ from .archive import newest_by_keyword
 from .config import Settings
 from .digest import (
     Digest,
+    MailTemplate,
     Personal,
+    Rendered,
     Renderer,
-    build_message,
     select_new,
     select_welcome,
     unsubscribe_mailto,
@@ -43,7 +44,8 @@ class DeliveryReport:
     bouncing: int = 0  # skipped: marked bouncing after max_bounces refusals
     skipped: int = 0  # subscriber files with problems
     nothing_new: int = 0
-    renders: int = 0
+    digests: int = 0  # distinct digests: each rendered once, however many get it
+    renders: int = 0  # jinja2 + premailer passes (more than digests when one is trimmed)
 
     def summary(self) -> str:
         return (
@@ -104,6 +106,12 @@ def make_renderer(settings: Settings) -> Renderer:
         archive_url=settings.archive.public_url,
         unsubscribe_address=reply_address(settings),
     )
+
+
+def make_mail(settings: Settings, rendered: Rendered, cycle: int) -> MailTemplate:
+    """A rendered digest as mail, ready to be addressed to each of its readers."""
+    d = settings.digest
+    return MailTemplate(rendered, sender=d.sender, list_id=d.list_id, cycle=cycle, domain=d.domain)
 
 
 def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Personal:
@@ -199,16 +207,10 @@ def deliver_digests(
     def outbound() -> Iterator[Outbound]:
         for key, members in groups.members.items():
             rendered = renderer.render(groups.digests[key], members[0].keywords, day)
+            mail = make_mail(settings, rendered, cycle)
             for subscriber in members:
-                message = build_message(
-                    rendered,
-                    personal(settings, secret, subscriber),
-                    sender=settings.digest.sender,
-                    list_id=settings.digest.list_id,
-                    cycle=cycle,
-                    domain=settings.digest.domain,
-                )
-                yield Outbound(subscriber.email, message.as_bytes(), key=subscriber.key)
+                data = mail.message(personal(settings, secret, subscriber))
+                yield Outbound(subscriber.email, data, key=subscriber.key)
 
     counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
     due = sum(len(members) for members in groups.members.values())
@@ -254,5 +256,6 @@ def deliver_digests(
         bouncing=bouncing,
         skipped=len(roster.problems),
         nothing_new=nothing,
+        digests=len(groups.members),
         renders=renderer.renders,
     )

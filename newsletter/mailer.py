@@ -15,6 +15,7 @@ temporary at once instead of being tried message by message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -68,10 +69,6 @@ def _describe(err: BaseException) -> str:
 
 def _classify(err: BaseException) -> tuple[str, str, bool]:
     """(status, detail, connection_lost) for an exception from sending one message."""
-    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
-        first = err.recipients[0]
-        status = PERMANENT if first.code >= 500 else TEMPORARY
-        return status, f"{first.code} {first.message}", False
     if isinstance(err, aiosmtplib.SMTPSenderRefused):
         # The server refuses *our* sender: a setup problem, never the subscriber's fault.
         return TEMPORARY, f"sender refused: {err.code} {err.message}", False
@@ -144,7 +141,7 @@ class Mailer:
                 if client is None:
                     client = await self._connect()
                     connecting = False
-                await client.sendmail(self.sender, [item.recipient], item.data)
+                await self._transaction(client, item)
             except Exception as err:
                 if connecting:  # greeting, STARTTLS, login: never the recipient's fault
                     status, detail, lost = TEMPORARY, _describe(err), True
@@ -173,6 +170,22 @@ class Mailer:
             delay = self.settings.retry_delay_seconds * 2 ** (attempt - 1)
             log.info("smtp: %s for %s; retry %d in %.1f s", detail, item.recipient, attempt, delay)
             await asyncio.sleep(delay)
+
+    async def _transaction(self, client: aiosmtplib.SMTP, item: Outbound) -> None:
+        """MAIL, RCPT, DATA, and RSET after a refusal: aiosmtplib's `sendmail` for one
+        recipient, minus the extra pass it makes over the whole message to compute
+        SIZE (a regex over every byte: a third of the client's time for a 100 kB
+        digest). Our messages have CRLF line ends already, so their length is the
+        size DATA sends. Refusals raise the aiosmtplib errors `_classify` reads."""
+        options = [f"SIZE={len(item.data)}"] if client.supports_extension("size") else []
+        try:
+            await client.mail(self.sender, options=options)
+            await client.rcpt(item.recipient)
+            await client.data(item.data)
+        except aiosmtplib.SMTPResponseException:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.rset()
+            raise
 
     async def send_all(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import tomllib
 from collections.abc import Sequence
@@ -85,10 +86,12 @@ def file_name(address: str) -> str:
 def parse_subscriber(path: Path, known: Sequence[str]) -> Subscriber:
     """Read one subscriber file; raises SubscriberError with the reason."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SubscriberError(f"file is {size} bytes; a subscriber file is at most 64 KiB")
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as file:  # one open and read: this runs for every file, every cycle
+            data = file.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                size = os.fstat(file.fileno()).st_size
+                raise SubscriberError(f"file is {size} bytes; a subscriber file is at most 64 KiB")
+        raw = tomllib.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError) as err:
         raise SubscriberError(f"cannot read: {err}") from None
     except tomllib.TOMLDecodeError as err:
@@ -130,6 +133,14 @@ class Roster:
     problems: tuple[str, ...]
 
 
+def _toml_files(directory: Path) -> list[Path]:
+    """What `sorted(directory.glob("*.toml"))` gives, sorted as names: for 10,000
+    files that is several times faster than comparing Paths."""
+    with os.scandir(directory) as entries:
+        names = sorted(e.name for e in entries if e.name.endswith(".toml"))
+    return [directory / name for name in names]
+
+
 def load_subscribers(directory: Path, known: Sequence[str]) -> Roster:
     """Read every *.toml in the directory; one digest per address, problems reported."""
     if not directory.is_dir():
@@ -137,7 +148,7 @@ def load_subscribers(directory: Path, known: Sequence[str]) -> Roster:
         return Roster((), ())
     found: dict[str, Subscriber] = {}
     problems: list[str] = []
-    for path in sorted(directory.glob("*.toml")):
+    for path in _toml_files(directory):
         try:
             subscriber = parse_subscriber(path, known)
         except SubscriberError as err:

@@ -1,8 +1,9 @@
 """A real SMTP server for the tests: aiosmtpd on 127.0.0.1, recording what it accepts.
 
-Tests read `messages` (parsed with the email package), and can make it refuse
-recipients (550/451), close the connection in DATA, answer slowly, greet with
-421, or stop and start again on the same port (the server "down for a cycle").
+Tests read `messages` (parsed with the email package) and how many `connections`
+were opened, and can make it refuse recipients (550/451), close the connection
+in DATA, answer slowly, greet with 421, or stop and start again on the same port
+(the server "down for a cycle").
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class _Handler:
 
 class _SMTP(SMTP):
     async def _handle_client(self) -> None:
+        with self.event_handler.server.lock:
+            self.event_handler.server.connections += 1
         if self.event_handler.server.greet_421:
             self.transport.write(b"421 4.3.2 Service not available, closing channel\r\n")
             self.transport.close()
@@ -94,6 +97,7 @@ class SmtpServer:
         self.drop_in_data = 0
         self.delay = 0.0
         self.greet_421 = False
+        self.connections = 0  # SMTP sessions opened so far
         self.lock = threading.Lock()
         self.accepted = threading.Event()
         self._controller: Controller | None = None

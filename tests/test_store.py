@@ -84,3 +84,21 @@ def test_batch_writes_once(tmp_path):
             assert store.writes == 0
         assert store.writes == 1
         assert json.loads((tmp_path / "s.json").read_text())["cycles"]
+
+
+def test_each_delivery_is_journaled_at_once_and_the_store_rewritten_per_batch(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr("newsletter.store.FLUSH_EVERY", 3)
+    path = tmp_path / "s.json"
+    with Store(path) as store:
+        for n in range(7):
+            store.record_sent(f"p{n}@example.org", "2025-01-01T00:00:00+00:00", 1)
+        assert store.writes == 2, "after the 3rd and the 6th, not after each"
+        assert store.journal.lines == 1
+    # The process ends without its final flush (a kill): the journal still has p6.
+    with Store(path) as again:
+        assert {d.key for d in again.deliveries().values()} == {
+            f"p{n}@example.org" for n in range(7)
+        }
+        assert again.journal.lines == 0 and again.writes == 1, "replayed and folded at open"
