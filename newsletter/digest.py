@@ -26,6 +26,7 @@ import jinja2
 import premailer
 
 from .archive import order_key
+from .config import keyword_slug
 from .papers import StoredPaper
 
 log = logging.getLogger(__name__)
@@ -185,10 +186,6 @@ class Rendered:
         return html, text
 
 
-def _slug(keyword: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", keyword.casefold()).strip("-") or "keyword"
-
-
 def _authors(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", et al." if len(names) > 3 else "")
 
@@ -214,7 +211,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.filters["authors"] = _authors
-        self.env.filters["slug"] = _slug
+        self.env.filters["slug"] = keyword_slug
         self.env.filters["wordwrap"] = self._wordwrap
         self._wrapped: dict[tuple[str, int, bool, str | None, bool], str] = {}
         self.css = (templates / STYLESHEET).read_text(encoding="utf-8")
