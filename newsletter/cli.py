@@ -90,8 +90,7 @@ def _is_bouncing(settings: Settings, email: str) -> bool:
     if not settings.store.path.exists():
         return False
     with Store(settings.store.path, lock=False) as store:
-        delivery = store.delivery(address_key(email.strip()))
-    return delivery is not None and delivery.state == "bouncing"
+        return store.is_bouncing(address_key(email.strip()))
 
 
 def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
@@ -170,7 +169,6 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
         report = poll_inbox(settings, store)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
-    return EXIT_OK
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:

@@ -484,7 +484,7 @@ def _digest(t: _Table, base: Path) -> DigestSettings:
             "max_papers_per_keyword", d.max_papers_per_keyword, minimum=1
         ),
         max_html_bytes=t.integer("max_html_bytes", d.max_html_bytes, minimum=10_000),
-        list_id=list_id or f"daily-papers.{sender_address.rpartition('@')[2]}",
+        list_id=list_id or f"daily-papers.{d.domain}",
     )
     t.finish()
     return result

@@ -312,8 +312,7 @@ class Inbox:
         return incoming.sender
 
     def _bouncing(self, address: str) -> bool:
-        delivery = self.store.delivery(address_key(address))
-        return delivery is not None and delivery.state == "bouncing"
+        return self.store.is_bouncing(address_key(address))
 
     def _ask(self, incoming: Incoming, action: str, keywords: tuple[str, ...]) -> str:
         """Save a pending request and mail its code to the From address (and only there)."""

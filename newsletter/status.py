@@ -12,7 +12,7 @@ from typing import Any
 
 from .clock import next_due
 from .config import Settings
-from .deliver import plan_all
+from .deliver import is_new_subscription, plan_all
 from .fsutil import InstanceLock
 from .store import Store
 from .subscribers import load_subscribers
@@ -58,7 +58,7 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
             pending = sum(len(members) for members in groups.members.values())
             for subscriber in roster.subscribers:
                 delivery = store.delivery(subscriber.key)
-                if delivery is None or delivery.since != subscriber.created:
+                if is_new_subscription(subscriber, delivery):
                     states["new"] += 1
                 else:
                     states[delivery.state] = states.get(delivery.state, 0) + 1

@@ -214,10 +214,11 @@ class Store:
             self._cycles = self.db.table("cycles", cache_size=0)
             self._paper_doc: dict[str, int] = {doc["id"]: doc.doc_id for doc in self._papers.all()}
             self._deliveries = self.db.table("deliveries", cache_size=0)
+            delivery_docs = self._deliveries.all()
             self._delivery: dict[str, Delivery] = {
-                doc["key"]: Delivery(**doc) for doc in self._deliveries.all()
+                doc["key"]: Delivery(**doc) for doc in delivery_docs
             }
-            self._delivery_doc = {doc["key"]: doc.doc_id for doc in self._deliveries.all()}
+            self._delivery_doc = {doc["key"]: doc.doc_id for doc in delivery_docs}
             self._pending = self.db.table("pending", cache_size=0)
             self._replies = self.db.table("reply_times", cache_size=0)
             self._processed = self.db.table("processed_mail", cache_size=0)
@@ -344,6 +345,10 @@ class Store:
 
     def deliveries(self) -> dict[str, Delivery]:
         return dict(self._delivery)
+
+    def is_bouncing(self, key: str) -> bool:
+        delivery = self._delivery.get(key)
+        return delivery is not None and delivery.state == "bouncing"
 
     def _apply_sent(self, key: str, since: str, cycle: int, at: str) -> None:
         old = self._delivery.get(key)
