@@ -261,9 +261,6 @@ class Store:
 
     # -- papers ---------------------------------------------------------------
 
-    def __contains__(self, paper_id: str) -> bool:
-        return paper_id in self._paper_doc
-
     def paper_count(self) -> int:
         return len(self._paper_doc)
 
@@ -432,10 +429,6 @@ class Store:
 
     def pending_request(self, code_hash: str) -> PendingRequest | None:
         doc = next((d for d in self._pending.all() if d["code_hash"] == code_hash), None)
-        return None if doc is None else _pending(doc)
-
-    def pending_for(self, key: str) -> PendingRequest | None:
-        doc = next((d for d in self._pending.all() if d["key"] == key), None)
         return None if doc is None else _pending(doc)
 
     def save_pending(self, request: PendingRequest) -> None:
