@@ -14,7 +14,7 @@ from .clock import next_due
 from .config import Settings
 from .deliver import is_new_subscription, plan_all
 from .fsutil import InstanceLock
-from .store import Store
+from .store import Store, lock_path
 from .subscribers import load_subscribers
 
 RECENT_CYCLES = 5
@@ -22,8 +22,7 @@ RECENT_CYCLES = 5
 
 def _daemon_pid(settings: Settings) -> int | None:
     """The pid in the lock file, if that process is alive (the lock itself is not taken)."""
-    store = settings.store.path
-    pid = InstanceLock(store.with_name(store.name + ".lock")).owner()
+    pid = InstanceLock(lock_path(settings.store.path)).owner()
     if pid is None:
         return None
     try:

@@ -188,6 +188,11 @@ FLUSH_EVERY = 10_000
 BOUNCE_MEMORY = timedelta(days=7)
 
 
+def lock_path(store_path: Path) -> Path:
+    """The instance lock's file, next to the store (it holds the owner's pid)."""
+    return store_path.with_name(store_path.name + ".lock")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -197,7 +202,7 @@ class Store:
 
     def __init__(self, path: Path, *, lock: bool = True):
         self.path = path
-        self.lock = InstanceLock(path.with_name(path.name + ".lock")) if lock else None
+        self.lock = InstanceLock(lock_path(path)) if lock else None
         if self.lock:
             try:
                 self.lock.acquire()
