@@ -72,3 +72,11 @@ class Remote:
         path = self.root / name
         git(self.root, "clone", "--quiet", str(self.bare), str(path))
         return path
+
+    def push_elsewhere(self, name: str, text: str, message: str) -> None:
+        """Someone else commits `name` with `text` and pushes it to the remote first."""
+        other = self.clone("other")
+        (other / name).write_text(text)
+        git(other, "add", name)
+        git(other, "commit", "--quiet", "-m", message)
+        git(other, "push", "--quiet", "origin", "main")

@@ -119,11 +119,7 @@ def test_rejected_push_is_rebased_onto_the_remote_and_pushed(publishing, remote,
     arxiv_server.add(entry("2503.00001", "Hallucination one"))
     settings = publishing()
     cycle(settings)
-    other = remote.clone("other")
-    (other / "CONTRIBUTING.md").write_text("Open an issue first.\n")
-    git(other, "add", "CONTRIBUTING.md")
-    git(other, "commit", "--quiet", "-m", "Add contributing notes")
-    git(other, "push", "--quiet", "origin", "main")
+    remote.push_elsewhere("CONTRIBUTING.md", "Open an issue first.\n", "Add contributing notes")
 
     arxiv_server.add(entry("2503.00002", "Hallucination two", day="2025-03-02"))
     report = cycle(settings, today=NEXT_DAY)
@@ -146,10 +142,9 @@ def test_rebase_conflict_is_reported_and_the_local_commit_kept(publishing, remot
     subscribe(publishing(), "ann@example.org", "Hallucination")
     settings = publishing()
     cycle(settings)
-    other = remote.clone("other")
-    (other / "README.md").write_text("# Our papers\nEdited by hand.\n")
-    git(other, "commit", "--quiet", "-am", "Rewrite the README by hand")
-    git(other, "push", "--quiet", "origin", "main")
+    remote.push_elsewhere(
+        "README.md", "# Our papers\nEdited by hand.\n", "Rewrite the README by hand"
+    )
 
     arxiv_server.add(entry("2503.00002", "Hallucination two", day="2025-03-02"))
     report = cycle(settings, today=NEXT_DAY)
@@ -220,11 +215,7 @@ def test_foreign_unpushed_commits_are_never_rebased(publishing, remote, arxiv_se
     cycle(settings)
     (remote.site / "LICENSE").write_text("MIT\n")
     git(remote.site, "commit", "--quiet", "-am", "Relicense")  # the admin's, not pushed
-    other = remote.clone("other")
-    (other / "NOTES.md").write_text("x\n")
-    git(other, "add", "NOTES.md")
-    git(other, "commit", "--quiet", "-m", "Notes")
-    git(other, "push", "--quiet", "origin", "main")
+    remote.push_elsewhere("NOTES.md", "x\n", "Notes")
 
     arxiv_server.add(entry("2503.00002", "Hallucination two", day="2025-03-02"))
     report = cycle(settings, today=NEXT_DAY)
