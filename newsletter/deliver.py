@@ -72,7 +72,8 @@ class Planner:
         self.order = settings.keyword_names
         self.limit = settings.digest.max_papers_per_keyword
         self.store = store
-        self.pending = store.stored_papers(seen_after=min(after_cycles, default=0))
+        # Papers not yet delivered to someone; none to convert when everyone is new.
+        self.pending = store.stored_papers(seen_after=min(after_cycles)) if after_cycles else []
         self._newest: dict[str, list] | None = None
         self._cache: dict[tuple, Digest] = {}
 
