@@ -1,8 +1,8 @@
 """A real SMTP server for the tests: aiosmtpd on 127.0.0.1, recording what it accepts.
 
 Tests read `messages` (parsed with the email package) and how many `connections`
-were opened, and can make it refuse recipients (550/451), close the connection
-in DATA, answer slowly, greet with 421, or stop and start again on the same port
+were opened, and can make it refuse recipients (550/451) or messages (after DATA), close the
+connection in DATA, answer slowly, greet with 421, or stop and start again on the same port
 (the server "down for a cycle").
 """
 
@@ -62,6 +62,8 @@ class _Handler:
             if smtp.transport is None or smtp.transport.is_closing():
                 return "421 too late"  # the client gave up: it never saw a 250, so not accepted
         with server.lock:
+            if server.data_reply:
+                return server.data_reply
             if server.drop_in_data > 0:
                 server.drop_in_data -= 1
                 smtp.transport.close()
@@ -95,6 +97,7 @@ class SmtpServer:
         self.messages: list[Received] = []
         self.refusals: dict[str, str] = {}
         self.drop_in_data = 0
+        self.data_reply = ""  # answer every message with this instead of accepting it
         self.delay = 0.0
         self.greet_421 = False
         self.connections = 0  # SMTP sessions opened so far

@@ -1,0 +1,90 @@
+"""The SMTP client's own DATA: the message on the wire exactly as aiosmtplib's
+`data()` would send it, and refusals after the message classified as before."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import aiosmtplib
+import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from smtp_server import SmtpServer
+
+from newsletter.config import SmtpSettings
+from newsletter.mailer import PERMANENT, SENT, TEMPORARY, Mailer, Outbound, Outcome, wire_form
+
+# What matters to line ends and dot-stuffing, and some ordinary bytes.
+RAW = st.binary(max_size=40) | st.lists(
+    st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"..", b"a", b" ", b"\r\n.\r\n"]), max_size=30
+).map(b"".join)
+
+AWKWARD = [
+    b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\n.\r\nend",
+    b".first line\nbare LF\rbare CR\r\n\r\n.",
+    b"no line end at all",
+    b"",
+]
+
+
+def library_form(message: bytes) -> bytes:
+    """What aiosmtplib's `data()` writes after DATA (its own helpers)."""
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(message=RAW)
+def test_wire_form_is_what_aiosmtplib_would_send(message):
+    assert wire_form(message) == library_form(message)
+
+
+def mailer(server: SmtpServer, **changes) -> Mailer:
+    smtp = SmtpSettings(
+        host="127.0.0.1", port=server.port, security="none", retry_delay_seconds=0.01
+    )
+    return Mailer(smtp.__class__(**{**smtp.__dict__, **changes}), "papers@example.org")
+
+
+def send(server: SmtpServer, items: list[Outbound], **changes) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    asyncio.run(mailer(server, **changes).send_all(iter(items), outcomes.append, threading.Event()))
+    return outcomes
+
+
+async def send_with_library(port: int, messages: list[bytes]) -> None:
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False) as client:
+        for data in messages:
+            await client.sendmail("papers@example.org", ["ref@example.org"], data)
+
+
+def test_the_server_receives_the_same_bytes_as_from_aiosmtplibs_data(smtp_server):
+    asyncio.run(send_with_library(smtp_server.port, AWKWARD))
+    outcomes = send(smtp_server, [Outbound(f"r{i}@example.org", m) for i, m in enumerate(AWKWARD)])
+    assert [o.status for o in outcomes] == [SENT] * len(AWKWARD)
+    reference = [m.data for m in smtp_server.to("ref@example.org")]
+    ours = [smtp_server.to(f"r{i}@example.org")[0].data for i in range(len(AWKWARD))]
+    assert ours == reference
+    assert ours[0].startswith(b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\n.\r\nend")
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [("552 5.3.4 Message too big", PERMANENT), ("451 4.3.0 Try again later", TEMPORARY)],
+)
+def test_a_refusal_after_the_message_is_classified_and_the_connection_reused(
+    smtp_server, reply, status
+):
+    smtp_server.data_reply = reply
+    before = smtp_server.connections
+    outcomes = send(
+        smtp_server,
+        [Outbound("a@example.org", b"Subject: x\r\n\r\nhi\r\n")] * 2,
+        max_connections=1,
+        retries=2,
+    )
+    assert [(o.status, o.detail) for o in outcomes] == [(status, reply)] * 2
+    assert smtp_server.connections == before + 1  # a refusal is not a lost connection: RSET, go on
+    smtp_server.data_reply = ""
+    assert [o.status for o in send(smtp_server, [Outbound("b@example.org", b"\r\n")])] == [SENT]
