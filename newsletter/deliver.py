@@ -210,8 +210,8 @@ def deliver_digests(
             rendered = renderer.render(groups.digests[key], members[0].keywords, day)
             mail = make_mail(settings, rendered, cycle)
             for subscriber in members:
-                data = mail.message(personal(settings, secret, subscriber))
-                yield Outbound(subscriber.email, data, key=subscriber.key)
+                wire = mail.message(personal(settings, secret, subscriber))
+                yield Outbound(subscriber.email, wire, key=subscriber.key)
 
     counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
     due = sum(len(members) for members in groups.members.values())

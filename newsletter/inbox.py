@@ -74,6 +74,7 @@ from .subscribers import (
     save_subscriber,
 )
 from .tokens import find_by_token, load_or_create_secret, token
+from .wire import wire_form
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +405,7 @@ def send_replies(
             send_all(
                 settings.smtp,
                 settings.inbox.address,
-                iter([Outbound(r.recipient, r.data, key=str(r.id)) for r in fresh]),
+                iter([Outbound(r.recipient, wire_form(r.data), key=str(r.id)) for r in fresh]),
                 report,
                 password=read_password(settings.smtp),
                 stop=stop,

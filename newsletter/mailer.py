@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from .credentials import read_password as read_password_from
 log = logging.getLogger(__name__)
 
 SENT, TEMPORARY, PERMANENT = "sent", "temporary", "permanent"
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 class MailerError(Exception):
@@ -41,8 +39,8 @@ class MailerError(Exception):
 
 @dataclass(frozen=True)
 class Outbound:
-    recipient: str
-    data: bytes  # the whole message, CRLF line endings
+    recipient: str  # a bare address, validated (addresses.normalize_address)
+    wire: bytes  # the whole message as DATA carries it: see wire.py
     key: str = ""  # whatever the caller needs to match the outcome (subscriber key)
 
 
@@ -51,22 +49,6 @@ class Outcome:
     item: Outbound
     status: str  # SENT | TEMPORARY | PERMANENT
     detail: str = ""
-
-
-def wire_form(message: bytes) -> bytes:
-    """The message as DATA transmits it (RFC 5321 4.5.2): every line end CRLF, a
-    line starting with "." given another, then the "." line that ends it. The
-    same bytes as aiosmtplib's `data()` sends; our messages already have CRLF
-    line ends and rarely a leading dot, so the common case is three counts and
-    one replace that finds nothing, instead of two regex substitutions."""
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
-        message = _LINE_END.sub(b"\r\n", message)
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    if message.startswith(b"."):
-        message = b"." + message
-    return message.replace(b"\n.", b"\n..") + b".\r\n"
 
 
 def read_password(settings: SmtpSettings) -> str | None:
@@ -104,6 +86,7 @@ class Mailer:
     def __init__(self, settings: SmtpSettings, sender: str, password: str | None = None):
         self.settings = settings
         self.sender = sender
+        self._mail_from = f"FROM:<{sender}>".encode()
         self.password = password
         self.server_down: str | None = None
 
@@ -116,7 +99,12 @@ class Mailer:
             use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False if s.security == "none" else None,
         )
-        await client.connect()
+        await client.connect()  # EHLO already if it started TLS
+        if client.is_ehlo_or_helo_needed:  # our MAIL goes through execute_command
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()
         if s.username:
             await client.login(s.username, self.password or "")
         return client
@@ -191,37 +179,43 @@ class Mailer:
 
     async def _transaction(self, client: aiosmtplib.SMTP, item: Outbound) -> None:
         """MAIL, RCPT, DATA, and RSET after a refusal: aiosmtplib's `sendmail` for one
-        recipient, minus its passes over every byte of the message (SIZE, then line
-        ends and dot-stuffing in `data()`: regular expressions that cost more than
-        everything else the client does for a 100 kB digest). `wire_form` does the
-        same work with byte counts and one replace. Refusals raise the aiosmtplib
-        errors `_classify` reads."""
-        wire = wire_form(item.data)
-        # SIZE counts the message without the final "." line (RFC 1870); the dots
-        # added to lines that start with one make it an upper bound by a few bytes.
-        options = [f"SIZE={len(wire) - 3}"] if client.supports_extension("size") else []
+        recipient, minus its work on every message that ours need not have: parsing
+        both addresses with the email package (they are bare addresses, validated
+        when they were read: addresses.py), then passes over every byte for SIZE,
+        line ends and dot-stuffing (`item.wire` has had those once per digest:
+        wire.py). Refusals raise the aiosmtplib errors `_classify` reads."""
+        # SIZE is the message without the dots added to lines that start with one
+        # (RFC 1870); counting them too makes it an upper bound by a few bytes.
+        size = [f"SIZE={len(item.wire)}".encode()] if client.supports_extension("size") else []
         try:
-            await client.mail(self.sender, options=options)
-            await client.rcpt(item.recipient)
-            await self._data(client, wire)
+            reply = await client.execute_command(b"MAIL", self._mail_from, *size)
+            if reply.code != aiosmtplib.SMTPStatus.completed:
+                raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, self.sender)
+            reply = await client.execute_command(b"RCPT", f"TO:<{item.recipient}>".encode())
+            if reply.code not in (
+                aiosmtplib.SMTPStatus.completed,
+                aiosmtplib.SMTPStatus.will_forward,
+            ):
+                raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, item.recipient)
+            await self._data(client, item.wire)
         except aiosmtplib.SMTPResponseException:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.rset()
             raise
 
     async def _data(self, client: aiosmtplib.SMTP, wire: bytes) -> None:
-        """DATA, then the message already in wire form. `SMTP.data()` would normalise
-        it again; instead the body goes through the connection's protocol, which
-        aiosmtplib exposes as `SMTP.protocol`: `write`, then one `read_response` for
-        it (as its docstring asks), awaited before anything else can run on this
-        connection, which only this worker uses."""
+        """DATA, then the message. `SMTP.data()` would normalise it again; instead it
+        goes through the connection's protocol, which aiosmtplib exposes as
+        `SMTP.protocol`: `write`, then one `read_response` for it (as its docstring
+        asks), awaited before anything else can run on this connection, which only
+        this worker uses."""
         response = await client.execute_command(b"DATA")
         if response.code != aiosmtplib.SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
         protocol = client.protocol
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("connection lost before the message")
-        protocol.write(wire)
+        protocol.write(wire + b".\r\n")
         response = await protocol.read_response(timeout=self.settings.timeout_seconds)
         if response.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(response.code, response.message)

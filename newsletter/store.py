@@ -416,7 +416,9 @@ class Store:
         inserts = []
         updates: dict[int, dict[str, Any]] = {}
         for key in keys:
-            record = asdict(self._delivery[key])
+            record = dict(
+                vars(self._delivery[key])
+            )  # flat fields: asdict's deep copy is 10x slower
             doc_id = self._delivery_doc.get(key)
             if doc_id is None:
                 inserts.append(record)

@@ -212,7 +212,9 @@ def find_file(directory: Path, address: str) -> Path | None:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """To the microsecond: `created` tells one subscription from the next, and an
+    unsubscribe and subscribe within the same second must still be two."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def save_subscriber(

@@ -1,5 +1,6 @@
-"""The SMTP client's own DATA: the message on the wire exactly as aiosmtplib's
-`data()` would send it, and refusals after the message classified as before."""
+"""The message on the wire (wire.py, and the mailer's own DATA) exactly as
+aiosmtplib's `data()` would send it, and refusals after the message classified
+as before."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from smtp_server import SmtpServer
 
 from newsletter.config import SmtpSettings
-from newsletter.mailer import PERMANENT, SENT, TEMPORARY, Mailer, Outbound, Outcome, wire_form
+from newsletter.mailer import PERMANENT, SENT, TEMPORARY, Mailer, Outbound, Outcome
+from newsletter.wire import stuffed, wire_form
 
 # What matters to line ends and dot-stuffing, and some ordinary bytes.
 RAW = st.binary(max_size=40) | st.lists(
@@ -37,7 +39,23 @@ def library_form(message: bytes) -> bytes:
 @settings(max_examples=500, deadline=None)
 @given(message=RAW)
 def test_wire_form_is_what_aiosmtplib_would_send(message):
-    assert wire_form(message) == library_form(message)
+    assert wire_form(message) + b".\r\n" == library_form(message)
+
+
+# Pieces as MailTemplate has them: CRLF line ends, each ending at a line end.
+PIECES = st.lists(
+    st.lists(st.sampled_from([b".", b"..", b"a", b" ", b"=", b"\r\n"]), max_size=12).map(
+        lambda parts: b"".join(parts) + b"\r\n"
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(pieces=PIECES)
+def test_pieces_stuffed_apart_join_into_the_whole_message_stuffed(pieces):
+    assert b"".join(map(stuffed, pieces)) == wire_form(b"".join(pieces))
 
 
 def mailer(server: SmtpServer, **changes) -> Mailer:
@@ -61,7 +79,9 @@ async def send_with_library(port: int, messages: list[bytes]) -> None:
 
 def test_the_server_receives_the_same_bytes_as_from_aiosmtplibs_data(smtp_server):
     asyncio.run(send_with_library(smtp_server.port, AWKWARD))
-    outcomes = send(smtp_server, [Outbound(f"r{i}@example.org", m) for i, m in enumerate(AWKWARD)])
+    outcomes = send(
+        smtp_server, [Outbound(f"r{i}@example.org", wire_form(m)) for i, m in enumerate(AWKWARD)]
+    )
     assert [o.status for o in outcomes] == [SENT] * len(AWKWARD)
     reference = [m.data for m in smtp_server.to("ref@example.org")]
     ours = [smtp_server.to(f"r{i}@example.org")[0].data for i in range(len(AWKWARD))]

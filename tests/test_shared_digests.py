@@ -2,7 +2,7 @@
 them alone would: the same papers, sections, counts and personal links, byte for byte.
 
 Random subscriber sets (seeded, so a failure replays): random keywords, names
-that need escaping or encoding, new and returning subscribers. Each person's
+that need escaping, encoding or dot-stuffing, new and returning subscribers. Each person's
 mail as the real path sends it (grouped, over SMTP) is compared with a
 reference built the plain way: the digest planned for that person alone,
 jinja2 and premailer with their own values, the email package's own encoder.
@@ -46,6 +46,9 @@ NAMES = [
     'Jo "JJ" Lee',
     "李雷",
     "Dr. A. Very-Long-Name Person, Department of Computational Linguistics",
+    # "Hello " and 68 characters fill a quoted-printable line: the next one starts
+    # with ".", which SMTP must not take for the message's end.
+    "Ana " * 17 + ". Dot",
 ]
 COMPARED_HEADERS = (
     "From",

@@ -1,0 +1,37 @@
+"""Message bytes as SMTP's DATA carries them (RFC 5321 4.5.2): CRLF line ends,
+and a "." added to every line that starts with one, so that no line of the
+message can be read as the "." line that ends it.
+
+aiosmtplib's `data()` does this with two regular expressions over every byte
+of every message, the largest cost of sending a 100 kB digest. A digest is
+the same bytes for thousands of people, so `MailTemplate` applies `stuffed` to
+its shared pieces once and to each person's few bytes per message; other
+messages go through `wire_form`. The mailer sends what it is given as is.
+"""
+
+from __future__ import annotations
+
+import re
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LINE_DOT = re.compile(rb"\n\.")  # a regex finds a literal faster than bytes.find
+
+
+def stuffed(piece: bytes) -> bytes:
+    """A piece of a message with CRLF line ends that starts at a line start, with
+    its lines that start with "." dot-stuffed. Pieces stuffed apart and joined
+    are the whole message stuffed."""
+    if piece.startswith(b"."):
+        piece = b"." + piece
+    if _LINE_DOT.search(piece):
+        piece = piece.replace(b"\n.", b"\n..")
+    return piece
+
+
+def wire_form(message: bytes) -> bytes:
+    """Any message as DATA transmits it, without the final "." line: the same
+    bytes aiosmtplib's `data()` would send (tests/test_mailer.py checks)."""
+    message = _LINE_END.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return stuffed(message)
