@@ -1,9 +1,9 @@
 """A real SMTP server for the tests: aiosmtpd on 127.0.0.1, recording what it accepts.
 
 Tests read `messages` (parsed with the email package) and how many `connections`
-were opened, and can make it refuse recipients (550/451) or messages (after DATA), close the
-connection in DATA, answer slowly, greet with 421, or stop and start again on the same port
-(the server "down for a cycle").
+were opened, and can make it require AUTH, refuse recipients (550/451) or
+messages (after DATA), close the connection in DATA, answer slowly, greet with
+421, or stop and start again on the same port (the server "down for a cycle").
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ class _Controller(Controller):
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, login: tuple[bytes, bytes] | None = None) -> None:
+        self.login = login  # (user, password) that AUTH must give, or None: no AUTH
         self.port = free_port()
         self.messages: list[Received] = []
         self.refusals: dict[str, str] = {}
@@ -107,8 +108,18 @@ class SmtpServer:
         self.start()
 
     def start(self) -> None:
-        self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        auth: dict[str, Any] = {}
+        if self.login is not None:  # AUTH required, over plain loopback (no certificate here)
+            auth = {"auth_required": True, "auth_require_tls": False}
+            auth["authenticator"] = self._authenticate
+        self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **auth)
         self._controller.start()
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == self.login
+        return AuthResult(success=ok)
 
     def stop(self) -> None:
         if self._controller is not None:

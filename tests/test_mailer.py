@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import replace
 
 import aiosmtplib
 import pytest
@@ -58,16 +59,15 @@ def test_pieces_stuffed_apart_join_into_the_whole_message_stuffed(pieces):
     assert b"".join(map(stuffed, pieces)) == wire_form(b"".join(pieces))
 
 
-def mailer(server: SmtpServer, **changes) -> Mailer:
-    smtp = SmtpSettings(
+def send(
+    server: SmtpServer, items: list[Outbound], password: str | None = None, **smtp
+) -> list[Outcome]:
+    settings = SmtpSettings(
         host="127.0.0.1", port=server.port, security="none", retry_delay_seconds=0.01
     )
-    return Mailer(smtp.__class__(**{**smtp.__dict__, **changes}), "papers@example.org")
-
-
-def send(server: SmtpServer, items: list[Outbound], **changes) -> list[Outcome]:
+    mailer = Mailer(replace(settings, **smtp), "papers@example.org", password)
     outcomes: list[Outcome] = []
-    asyncio.run(mailer(server, **changes).send_all(iter(items), outcomes.append, threading.Event()))
+    asyncio.run(mailer.send_all(iter(items), outcomes.append, threading.Event()))
     return outcomes
 
 
@@ -79,9 +79,8 @@ async def send_with_library(port: int, messages: list[bytes]) -> None:
 
 def test_the_server_receives_the_same_bytes_as_from_aiosmtplibs_data(smtp_server):
     asyncio.run(send_with_library(smtp_server.port, AWKWARD))
-    outcomes = send(
-        smtp_server, [Outbound(f"r{i}@example.org", wire_form(m)) for i, m in enumerate(AWKWARD)]
-    )
+    items = [Outbound(f"r{i}@example.org", wire_form(m)) for i, m in enumerate(AWKWARD)]
+    outcomes = send(smtp_server, items, retries=0)  # each accepted at the first try
     assert [o.status for o in outcomes] == [SENT] * len(AWKWARD)
     reference = [m.data for m in smtp_server.to("ref@example.org")]
     ours = [smtp_server.to(f"r{i}@example.org")[0].data for i in range(len(AWKWARD))]
@@ -108,3 +107,16 @@ def test_a_refusal_after_the_message_is_classified_and_the_connection_reused(
     assert smtp_server.connections == before + 1  # a refusal is not a lost connection: RSET, go on
     smtp_server.data_reply = ""
     assert [o.status for o in send(smtp_server, [Outbound("b@example.org", b"\r\n")])] == [SENT]
+
+
+def test_login_comes_before_our_own_mail_rcpt_data():
+    """Without TLS, aiosmtplib's connect sends no EHLO: ours comes before AUTH, or
+    before the first MAIL (the test above) when there is no login."""
+    server = SmtpServer(login=(b"papers", b"s3cret"))
+    try:
+        items = [Outbound("a@example.org", b"Subject: x\r\n\r\nhi\r\n")] * 2
+        sent = send(server, items, "s3cret", username="papers", retries=0)
+        assert [o.status for o in sent] == [SENT] * 2
+        assert [m.to for m in server.messages] == ["a@example.org"] * 2
+    finally:
+        server.stop()
