@@ -28,7 +28,7 @@ import premailer
 from .archive import order_key
 from .config import keyword_slug
 from .papers import StoredPaper
-from .wire import stuffed
+from .wire import END, stuffed
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ class MailTemplate:
             part.replace_header("Content-Transfer-Encoding", "quoted-printable")
         before, rest = skeleton.as_bytes().split(_TEXT_BODY.encode() + b"\r\n")
         between, after = rest.split(_HTML_BODY.encode() + b"\r\n")
-        self.skeleton = (stuffed(before), stuffed(between), stuffed(after))
+        self.skeleton = (stuffed(before), stuffed(between), stuffed(after) + END)
 
     def _headers(self, person: Personal) -> bytes:
         shared = self.shared
@@ -469,7 +469,8 @@ class MailTemplate:
         )
 
     def message(self, person: Personal) -> bytes:
-        """The whole multipart/alternative message for one person, in wire form."""
+        """The whole multipart/alternative message for one person, in wire form
+        (ending with SMTP's "." line)."""
         values = _values(person)
         text = b"".join(p if isinstance(p, bytes) else stuffed(_qp(values[p])) for p in self.text)
         html = b"".join(

@@ -27,6 +27,7 @@ from .config import SmtpSettings
 from .crashpoints import crashpoint
 from .credentials import CredentialError
 from .credentials import read_password as read_password_from
+from .wire import END
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,12 @@ class MailerError(Exception):
 @dataclass(frozen=True)
 class Outbound:
     recipient: str  # a bare address, validated (addresses.normalize_address)
-    wire: bytes  # the whole message as DATA carries it: see wire.py
+    wire: bytes  # the whole message as DATA carries it, with its end line: see wire.py
     key: str = ""  # whatever the caller needs to match the outcome (subscriber key)
+
+    def __post_init__(self) -> None:
+        if not self.wire.endswith(b"\r\n" + END):  # or the server waits for the rest
+            raise ValueError("Outbound.wire must be in wire form (wire.wire_form)")
 
 
 @dataclass(frozen=True)
@@ -186,7 +191,8 @@ class Mailer:
         wire.py). Refusals raise the aiosmtplib errors `_classify` reads."""
         # SIZE is the message without the dots added to lines that start with one
         # (RFC 1870); counting them too makes it an upper bound by a few bytes.
-        size = [f"SIZE={len(item.wire)}".encode()] if client.supports_extension("size") else []
+        length = len(item.wire) - len(END)
+        size = [f"SIZE={length}".encode()] if client.supports_extension("size") else []
         try:
             reply = await client.execute_command(b"MAIL", self._mail_from, *size)
             if reply.code != aiosmtplib.SMTPStatus.completed:
@@ -215,7 +221,7 @@ class Mailer:
         protocol = client.protocol
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("connection lost before the message")
-        protocol.write(wire + b".\r\n")
+        protocol.write(wire)
         response = await protocol.read_response(timeout=self.settings.timeout_seconds)
         if response.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(response.code, response.message)

@@ -1,6 +1,6 @@
 """Message bytes as SMTP's DATA carries them (RFC 5321 4.5.2): CRLF line ends,
-and a "." added to every line that starts with one, so that no line of the
-message can be read as the "." line that ends it.
+a "." added to every line that starts with one, so that no line of the message
+can be read as the "." line that ends it, and that line (`END`).
 
 aiosmtplib's `data()` does this with two regular expressions over every byte
 of every message, the largest cost of sending a 100 kB digest. A digest is
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+END = b".\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LINE_DOT = re.compile(rb"\n\.")  # a regex finds a literal faster than bytes.find
 
@@ -29,9 +30,9 @@ def stuffed(piece: bytes) -> bytes:
 
 
 def wire_form(message: bytes) -> bytes:
-    """Any message as DATA transmits it, without the final "." line: the same
-    bytes aiosmtplib's `data()` would send (tests/test_mailer.py checks)."""
+    """Any message as DATA transmits it: the same bytes aiosmtplib's `data()`
+    would send (tests/test_mailer.py checks)."""
     message = _LINE_END.sub(b"\r\n", message)
     if not message.endswith(b"\r\n"):
         message += b"\r\n"
-    return stuffed(message)
+    return stuffed(message) + END
