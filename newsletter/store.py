@@ -416,9 +416,8 @@ class Store:
         inserts = []
         updates: dict[int, dict[str, Any]] = {}
         for key in keys:
-            record = dict(
-                vars(self._delivery[key])
-            )  # flat fields: asdict's deep copy is 10x slower
+            # Flat fields: a copy of vars() does what asdict's deep copy does, 10x faster.
+            record = dict(vars(self._delivery[key]))
             doc_id = self._delivery_doc.get(key)
             if doc_id is None:
                 inserts.append(record)

@@ -15,7 +15,6 @@ import re
 
 END = b".\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")
-_LINE_DOT = re.compile(rb"\n\.")  # a regex finds a literal faster than bytes.find
 
 
 def stuffed(piece: bytes) -> bytes:
@@ -24,9 +23,7 @@ def stuffed(piece: bytes) -> bytes:
     are the whole message stuffed."""
     if piece.startswith(b"."):
         piece = b"." + piece
-    if _LINE_DOT.search(piece):
-        piece = piece.replace(b"\n.", b"\n..")
-    return piece
+    return piece.replace(b"\n.", b"\n..")
 
 
 def wire_form(message: bytes) -> bytes:
