@@ -290,6 +290,37 @@ class Sink:
         messages, size = out.split()
         self.accepted = (int(messages), int(size))
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server has used so far (Linux /proc), or None elsewhere."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuShares:
+    """Which side a sending run was bound by: the CPU seconds this process and the
+    server each used, against the wall time (on 2 cores they also compete)."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+
+    def __enter__(self) -> CpuShares:
+        self.server, self.client = self.sink.cpu_seconds(), time.process_time()
+        self.wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.client = time.process_time() - self.client
+        after = self.sink.cpu_seconds()
+        self.server = None if after is None or self.server is None else after - self.server
+
+    def row(self) -> tuple[str, str]:
+        server = "?" if self.server is None else f"{self.server:.1f}"
+        return "  CPU: client, server, wall", f"{self.client:.1f} s, {server} s, {self.wall:.1f} s"
+
 
 # -- measuring ------------------------------------------------------------------
 
@@ -411,16 +442,18 @@ class Real:
         return self.sent / self.seconds
 
 
-def measure_real(settings: Settings, store: Store, cycle: int, table: Table) -> Real:
+def measure_real(settings: Settings, store: Store, cycle: int, sink: Sink, table: Table) -> Real:
     """(a) `deliver_digests` as a cycle runs it: load, plan, render, send, record."""
     writes, write_seconds = store.writes, store.write_seconds
     baseline = rss_mb("VmRSS")
     exact_peak = reset_peak()
-    report, seconds = timed(lambda: deliver_digests(settings, store, cycle, today=DAY))
+    with CpuShares(sink) as cpu:
+        report, seconds = timed(lambda: deliver_digests(settings, store, cycle, today=DAY))
     peak = rss_mb("VmHWM")
     real = Real(report.sent, seconds, peak)
     table.add("real path: deliver_digests", f"{report.sent} msgs in {seconds:.2f} s")
     table.add("  messages/s", f"{real.rate:.0f}")
+    table.add(*cpu.row())
     table.add(
         "  distinct digests (each rendered once)",
         f"{report.digests}, {report.renders} jinja2 + premailer passes",
@@ -468,12 +501,17 @@ def ceiling_message(settings: Settings, prepared: Prepared, table: Table) -> byt
 
 
 def measure_ceiling(
-    settings: Settings, prepared: Prepared, data: bytes, when: str, table: Table
+    settings: Settings, prepared: Prepared, data: bytes, when: str, sink: Sink, table: Table
 ) -> float:
-    """(c) One pre-built message to everyone over the same pool: the client alone."""
+    """(c) One pre-built message to everyone over the same pool: sending alone (bound
+    by the client or by the server, whichever is slower: `CpuShares` says which)."""
     everyone = prepared.everyone()
-    sent, seconds = timed(lambda: send(settings, (Outbound(s.email, data) for _, s in everyone)))
+    with CpuShares(sink) as cpu:
+        sent, seconds = timed(
+            lambda: send(settings, (Outbound(s.email, data) for _, s in everyone))
+        )
     table.add(f"ceiling {when}: {len(data) / 1000:.0f} kB x {sent}", f"{sent / seconds:.0f} msg/s")
+    table.add(*cpu.row())
     return sent / seconds
 
 
@@ -527,9 +565,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The ceiling just before and just after the real path; the better of the
             # two counts, so that a busy machine cannot flatter the efficiency.
             data = ceiling_message(settings, prepared, table)
-            before = measure_ceiling(settings, prepared, data, "before", table)
-            real = measure_real(settings, store, cycle, table)
-            after = measure_ceiling(settings, prepared, data, "after", table)
+            before = measure_ceiling(settings, prepared, data, "before", sink, table)
+            real = measure_real(settings, store, cycle, sink, table)
+            after = measure_ceiling(settings, prepared, data, "after", sink, table)
             store.finish_cycle(cycle)
             table.add(
                 "store writes in the whole cycle",
