@@ -10,6 +10,8 @@ measures, in one run:
 - the naive path: jinja2 + premailer for every subscriber, on a sample;
 - the ceiling: one pre-rendered message sent N times over the same pool
   (just before and just after the real path; the better counts);
+- for each sending run, the CPU seconds of this process and of the server, to
+  say which of the two bound it (the two share the machine's cores);
 - the parts (loading files, planning, rendering, building, recording), each
   alone, to say where the time goes;
 - the store: diffing 400 fetched papers against a store of 100,000.
