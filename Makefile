@@ -24,10 +24,12 @@ run: install
 	$(BIN)/newsletter --settings $(SETTINGS) run
 
 # The digest-and-send phase at a department's scale, measured (bench/bench.py);
-# `make bench BENCH_N=200` for a quick run. Prints a table and one summary line.
+# `make bench BENCH_N=200` for a quick run, `BENCH_ARGS=--help` for its options.
+# Prints a table and one summary line.
 BENCH_N ?= 10000
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python bench/bench.py $(BENCH_N)
+	$(BIN)/python bench/bench.py $(BENCH_N) $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 NUMBER = r"\d+(?:\.\d+)?"
@@ -16,8 +17,9 @@ SUMMARY = re.compile(
 )
 
 
-def test_a_short_benchmark_run_ends_with_its_summary_line(tmp_path):
-    command = [sys.executable, str(REPO / "bench" / "bench.py"), "200"]
+@pytest.mark.parametrize("server", [[], ["--lean-server"]], ids=["aiosmtpd", "lean"])
+def test_a_short_benchmark_run_ends_with_its_summary_line(tmp_path, server):
+    command = [sys.executable, str(REPO / "bench" / "bench.py"), "200", *server]
     command += ["--naive-sample", "10", "--store-papers", "1000"]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
@@ -26,4 +28,5 @@ def test_a_short_benchmark_run_ends_with_its_summary_line(tmp_path):
     *table, last = result.stdout.splitlines()
     assert SUMMARY.fullmatch(last), last
     assert any("real path: deliver_digests" in row for row in table)
+    assert sum("CPU: client, server, wall" in row for row in table) == 3
     assert "sink accepted                                  " in result.stdout
