@@ -10,6 +10,9 @@ Failures are classified per message:
 - permanent (5xx for that recipient or that message): reported "permanent".
 When the server cannot be reached at all, the rest of the queue is reported
 temporary at once instead of being tried message by message.
+
+Messages come in SMTP's wire form (wire.py) and go out as they are: MAIL, RCPT
+and DATA use aiosmtplib's lower-level calls, not `sendmail` (`_transaction`).
 """
 
 from __future__ import annotations
