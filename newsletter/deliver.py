@@ -112,7 +112,14 @@ def make_renderer(settings: Settings) -> Renderer:
 def make_mail(settings: Settings, rendered: Rendered, cycle: int) -> MailTemplate:
     """A rendered digest as mail, ready to be addressed to each of its readers."""
     d = settings.digest
-    return MailTemplate(rendered, sender=d.sender, list_id=d.list_id, cycle=cycle, domain=d.domain)
+    return MailTemplate(
+        rendered,
+        sender=d.sender,
+        list_name=d.list_name,
+        list_id=d.list_id,
+        cycle=cycle,
+        domain=d.domain,
+    )
 
 
 def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Personal:

@@ -421,14 +421,24 @@ class MailTemplate:
     header), refusing line breaks just as it does, so no value can inject a header.
     """
 
-    def __init__(self, rendered: Rendered, *, sender: str, list_id: str, cycle: int, domain: str):
+    def __init__(
+        self,
+        rendered: Rendered,
+        *,
+        sender: str,
+        list_name: str,
+        list_id: str,
+        cycle: int,
+        domain: str,
+    ):
         self.rendered = rendered
         self.cycle = cycle
         self.domain = domain
-        self.list_id = _line("List-Id", f"Daily Papers <{list_id}>")
         self.shared = _folded(
             {
                 "From": sender,
+                # RFC 2919: a phrase, quoted or encoded like a display name, then <id>.
+                "List-Id": formataddr((list_name, list_id)),
                 "Subject": rendered.subject,
                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                 "Auto-Submitted": "auto-generated",
@@ -461,7 +471,7 @@ class MailTemplate:
                 shared["Subject"],
                 _line("Date", formatdate(usegmt=True)),
                 _line("Message-ID", message_id(self.cycle, person.email, self.domain)),
-                self.list_id,
+                shared["List-Id"],
                 _line("List-Unsubscribe", unsubscribe),
                 shared["List-Unsubscribe-Post"] if person.unsubscribe_url else b"",
                 shared["Auto-Submitted"],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from email.header import decode_header, make_header
 
+import pytest
 from arxiv_server import entry
 from conftest import run_cli, subscribe
 from digest_reader import html_part, paper_ids, sections, text_part
@@ -211,6 +213,26 @@ def test_headers_and_both_parts(make_settings, arxiv_server, smtp_server):
     assert re.search(r'<p class="title" style="[^"]*font-weight:bold', html)
     assert "<link" not in html
     assert re.findall(r"<style>(.*?)</style>", html, re.S)[0].strip().startswith("@media")
+
+
+@pytest.mark.parametrize(
+    ("sender", "list_id"),
+    [
+        ('"NLP Lab, Papers" <papers@example.org>', '"NLP Lab, Papers" <daily-papers.example.org>'),
+        ("Papiers Über <papers@example.org>", "Papiers Über <daily-papers.example.org>"),
+    ],
+)
+def test_list_id_carries_the_lists_name_from_the_from_setting(
+    make_settings, arxiv_server, smtp_server, sender, list_id
+):
+    """The name replies and the web pages use, quoted or encoded as a display name is."""
+    settings = make_settings(keywords=["MLLM"], digest={"from": sender})
+    subscribe(settings, "ann@example.org", "MLLM")
+    arxiv_server.add(*papers("2502", "MLLM", 1))
+    cycle(settings)
+    (received,) = smtp_server.messages
+    raw = received.data.decode("ascii").split("\r\nList-Id: ", 1)[1].split("\r\n")[0]
+    assert str(make_header(decode_header(raw))) == list_id
 
 
 def test_next_cycle_message_ids_differ(make_settings, arxiv_server, smtp_server):

@@ -116,7 +116,7 @@ def reference_mail(settings, subscriber: Subscriber, digest: Digest, cycle: int)
     message["To"] = formataddr((person.name, person.email))
     message["Subject"] = rendered.subject
     message["Message-ID"] = message_id(cycle, person.email, settings.digest.domain)
-    message["List-Id"] = f"Daily Papers <{settings.digest.list_id}>"
+    message["List-Id"] = formataddr((settings.digest.list_name, settings.digest.list_id))
     links = [f"<{person.unsubscribe_mailto}>"]
     if person.unsubscribe_url:
         links.append(f"<{person.unsubscribe_url}>")
