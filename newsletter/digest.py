@@ -416,7 +416,7 @@ class MailTemplate:
     encodes and stuffs the few bytes of their greeting, address and unsubscribe
     link between the shared pieces.
     Shared headers, and a name that needs encoding, go through the email
-    package; the personal ones and the list headers are plain ASCII and written
+    package; the personal ones (and List-Unsubscribe) are plain ASCII and written
     directly (`_line`; the email package's header parser costs about 0.1 ms a
     header), refusing line breaks just as it does, so no value can inject a header.
     """
