@@ -59,6 +59,12 @@ def test_pieces_stuffed_apart_join_into_the_whole_message_stuffed(pieces):
     assert b"".join(map(stuffed, pieces)) + END == wire_form(b"".join(pieces))
 
 
+def test_bytes_not_in_wire_form_are_refused_before_any_server_waits_for_the_rest():
+    with pytest.raises(ValueError, match="wire form"):
+        Outbound("a@example.org", b"Subject: x\r\n\r\nno end line\r\n")
+    assert Outbound("a@example.org", wire_form(b"Subject: x\r\n\r\nhi")).wire.endswith(END)
+
+
 def send(
     server: SmtpServer, items: list[Outbound], password: str | None = None, **smtp
 ) -> list[Outcome]:
