@@ -485,7 +485,6 @@ class Naive:
     settings: Settings
     prepared: Prepared
     cycle: int
-    chosen: list[tuple[tuple, Subscriber]]
     sent: int = 0
     seconds: float = 0.0
 
@@ -605,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = ceiling_message(settings, prepared, table)
             everyone = prepared.everyone()
             sample = rng.sample(everyone, min(args.naive_sample, len(everyone)))
-            naive = Naive(settings, prepared, cycle, sample)
+            naive = Naive(settings, prepared, cycle)
             naive.run(sample[: len(sample) // 2])
             before = measure_ceiling(settings, prepared, data, "before", sink, table)
             real = measure_real(settings, store, cycle, sink, table)
