@@ -386,6 +386,11 @@ def _pieces(body: str) -> tuple[bytes | str, ...]:
 _SLOT_SPLIT = re.compile(f"({_SLOT.pattern})")
 
 
+def _filled(pieces: tuple[bytes | str, ...], values: Mapping[str, str]) -> bytes:
+    """A body from `_pieces` with each slot's value encoded and dot-stuffed."""
+    return b"".join(p if isinstance(p, bytes) else stuffed(_qp(values[p])) for p in pieces)
+
+
 def _folded(headers: Mapping[str, str]) -> dict[str, bytes]:
     """Header lines as the email package writes them (parsed, encoded, folded)."""
     head = EmailMessage(policy=SMTP)
@@ -482,10 +487,7 @@ class MailTemplate:
         """The whole multipart/alternative message for one person, in wire form
         (ending with SMTP's "." line)."""
         values = _values(person)
-        text = b"".join(p if isinstance(p, bytes) else stuffed(_qp(values[p])) for p in self.text)
-        html = b"".join(
-            p if isinstance(p, bytes) else stuffed(_qp(values[p].translate(_HTML_ESCAPE)))
-            for p in self.html
-        )
+        text = _filled(self.text, values)
+        html = _filled(self.html, {s: v.translate(_HTML_ESCAPE) for s, v in values.items()})
         before, between, after = self.skeleton
         return b"".join((self._headers(person), before, text, between, html, after))
