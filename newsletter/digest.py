@@ -9,9 +9,11 @@ address, unsubscribe links) are filled into the already-inlined HTML and text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
@@ -359,12 +361,20 @@ _NEWLINE = re.compile(r"\r\n|\r")
 _TEXT_BODY, _HTML_BODY = "ZZbodyTextZZ", "ZZbodyHtmlZZ"
 
 
+# A piece the email package's quoted-printable leaves as it is: one line of at most
+# _QP_LINE printable ASCII characters, no "=", not ending in a space. Most personal
+# values (address, link, greeting) are; checking is twice as fast as encoding.
+_PLAIN = re.compile(rf"[ -<>-~]{{0,{_QP_LINE - 1}}}[!-<>-~]")
+
+
 def _qp(piece: str) -> bytes:
     """Quoted-printable of one piece of a body (UTF-8, CRLF), as the email package
     encodes a whole body, ending at a line end or with a soft line break: pieces
     encoded apart join into one valid body that decodes to their concatenation."""
     if not piece:
         return b""
+    if _PLAIN.fullmatch(piece):
+        return piece.encode("ascii") + b"=\r\n"
     encoded = quoprimime.body_encode(piece.encode("utf-8").decode("latin-1"), _QP_LINE, eol="\r\n")
     return (encoded if encoded.endswith("\r\n") else encoded + "=\r\n").encode("ascii")
 
@@ -386,9 +396,9 @@ def _pieces(body: str) -> tuple[bytes | str, ...]:
 _SLOT_SPLIT = re.compile(f"({_SLOT.pattern})")
 
 
-def _filled(pieces: tuple[bytes | str, ...], values: Mapping[str, str]) -> bytes:
-    """A body from `_pieces` with each slot's value encoded and dot-stuffed."""
-    return b"".join(p if isinstance(p, bytes) else stuffed(_qp(values[p])) for p in pieces)
+def _filled(pieces: tuple[bytes | str, ...], values: Mapping[str, bytes]) -> bytes:
+    """A body from `_pieces` with each slot's encoded value."""
+    return b"".join(p if isinstance(p, bytes) else values[p] for p in pieces)
 
 
 def _folded(headers: Mapping[str, str]) -> dict[str, bytes]:
@@ -408,6 +418,12 @@ def _line(name: str, value: str) -> bytes:
     if any(c in value for c in "\r\n\0") or not line.isascii() or len(line) > 1000:
         raise ValueError(f"{name}: not a one-line ASCII header value: {value!r}")
     return line.encode("ascii")
+
+
+@functools.lru_cache(maxsize=1)
+def _date_line(second: int) -> bytes:
+    """The Date header, made once for all the messages sent in the same second."""
+    return _line("Date", formatdate(second, usegmt=True))
 
 
 class MailTemplate:
@@ -474,7 +490,7 @@ class MailTemplate:
                 shared["From"],
                 to,
                 shared["Subject"],
-                _line("Date", formatdate(usegmt=True)),
+                _date_line(int(time.time())),
                 _line("Message-ID", message_id(self.cycle, person.email, self.domain)),
                 shared["List-Id"],
                 _line("List-Unsubscribe", unsubscribe),
@@ -486,8 +502,19 @@ class MailTemplate:
     def message(self, person: Personal) -> bytes:
         """The whole multipart/alternative message for one person, in wire form
         (ending with SMTP's "." line)."""
-        values = _values(person)
-        text = _filled(self.text, values)
-        html = _filled(self.html, {s: v.translate(_HTML_ESCAPE) for s, v in values.items()})
+        text, html = {}, {}
+        for slot, value in _values(person).items():
+            text[slot] = stuffed(_qp(value))
+            escaped = value.translate(_HTML_ESCAPE)
+            html[slot] = text[slot] if escaped == value else stuffed(_qp(escaped))
         before, between, after = self.skeleton
-        return b"".join((self._headers(person), before, text, between, html, after))
+        return b"".join(
+            (
+                self._headers(person),
+                before,
+                _filled(self.text, text),
+                between,
+                _filled(self.html, html),
+                after,
+            )
+        )

@@ -9,7 +9,6 @@ as long as the secret file is kept.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import os
 import secrets
@@ -53,8 +52,8 @@ def load_secret(path: Path) -> bytes | None:
 
 
 def token(secret: bytes, address: str, purpose: str = "unsubscribe") -> str:
-    digest = hmac.new(secret, f"{purpose}\0{address_key(address)}".encode(), hashlib.sha256)
-    return base64.b32encode(digest.digest()[:20]).decode().lower()
+    digest = hmac.digest(secret, f"{purpose}\0{address_key(address)}".encode(), "sha256")
+    return base64.b32encode(digest[:20]).decode().lower()
 
 
 def find_by_token(

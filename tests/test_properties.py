@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import quopri
 import re
+from email import quoprimime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from test_archive import gfm_cells, paper
 from newsletter.archive import comment_cell, escape_cell, row
 from newsletter.arxiv_source import build_query, phrase
 from newsletter.config import ConfigError, Keyword, _check_query, _Table
+from newsletter.digest import _qp
 
 # Text with everything that matters to a table cell and an HTML block, plus anything else.
 CELL_TEXT = st.text(
@@ -97,3 +100,22 @@ def test_raw_query_check_accepts_exactly_balanced_queries(query):
         assert not valid
     else:
         assert valid
+
+
+# A person's greeting, address or link: plain ASCII of every length around the
+# 75-column limit (the fast path), and lines with what quoted-printable must encode.
+PERSONAL = st.text(alphabet=st.sampled_from(list("a.= \t-é\n")), max_size=90) | st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126), min_size=70, max_size=80
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=PERSONAL | st.text(max_size=90))
+def test_a_value_is_encoded_as_the_email_package_encodes_it_and_decodes_back(value):
+    encoded = _qp(value)
+    if value:
+        whole = quoprimime.body_encode(value.encode().decode("latin-1"), 75, eol="\r\n")
+        assert encoded.decode("ascii") in (whole, whole + "=\r\n")
+    decoded = quopri.decodestring(encoded.replace(b"\r\n", b"\n")).decode()
+    assert decoded == re.sub(r"\r\n?", "\n", value)  # a body's line ends are CRLF
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
