@@ -45,16 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.config import Settings, load_settings
-from newsletter.deliver import (
-    deliver_digests,
-    make_mail,
-    make_renderer,
-    personal,
-    plan_all,
-)
-from newsletter.digest import MailTemplate
-from newsletter.mailer import SENT, Mailer, Outbound, Outcome
 from newsletter.papers import Paper, collapse
+from newsletter.sending.deliver import deliver_digests, make_mail, make_renderer, personal
+from newsletter.sending.mime import MailTemplate
+from newsletter.sending.plan import plan_all
+from newsletter.sending.smtp import SENT, Mailer, Outbound, Outcome
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber, file_name, load_subscribers, render_subscriber
 from newsletter.tokens import load_or_create_secret

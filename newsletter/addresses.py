@@ -10,11 +10,13 @@ from __future__ import annotations
 import email.utils
 import re
 
+from .errors import NewsletterError
+
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
-class AddressError(ValueError):
+class AddressError(NewsletterError):
     """str() says what is wrong with the address, for a one-line error."""
 
 

@@ -15,26 +15,19 @@ from pathlib import Path
 
 from . import __version__
 from .addresses import address_key
-from .archive import ArchiveError
-from .config import SETTINGS_ENV, ConfigError, Settings, load_settings, settings_path
-from .cycle import CycleReport, publish_archive_files, publish_to_git
+from .config import SETTINGS_ENV, Settings, load_settings, settings_path
+from .cycle import CycleReport, publish_archive, write_archive_files
 from .daemon import Daemon
-from .deliver import is_new_subscription, preview
-from .fsutil import AlreadyRunning
-from .inbox import poll_inbox
+from .errors import EXIT_FAILED, NewsletterError, UsageError
+from .inbox.poll import poll_inbox
 from .logs import setup_logging
-from .mailer import MailerError
+from .sending.plan import is_new_subscription
+from .sending.preview import preview
 from .status import format_status, gather
-from .store import Store, StoreError
+from .store import Store
 from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
-from .tokens import SecretError
-from .web import WebError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad input from the person at the keyboard: exit code 2."""
+EXIT_OK = 0
 
 
 def shown(text: str) -> str:
@@ -177,7 +170,7 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     # Publishing runs git in the archive's repository: take the instance lock, so a
     # running daemon's commit and ours cannot collide. Rebuilding alone needs no lock.
     with Store(settings.store.path, lock=args.publish) as store:
-        update = publish_archive_files(settings, store)
+        update = write_archive_files(settings, store)
         counts = ", ".join(f"{name} {len(papers)}" for name, papers in update.sections.items())
         state = "written" if update.readme_written else "unchanged"
         print(f"{settings.archive.path}: {state} ({counts})")
@@ -190,7 +183,7 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
             print(f"feeds: {update.feeds}, {feeds} written")
         if not args.publish:
             return EXIT_OK
-        report = publish_to_git(settings)
+        report = publish_archive(settings)
     print(report.summary())
     return EXIT_OK if report.error is None else EXIT_FAILED
 
@@ -315,12 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(settings_path(args.settings))
         return handler(settings, args)
-    except (ConfigError, UsageError) as err:
+    except NewsletterError as err:
         print(err, file=sys.stderr)
-        return EXIT_USAGE
-    except (StoreError, AlreadyRunning, ArchiveError, MailerError, SecretError, WebError) as err:
-        print(err, file=sys.stderr)
-        return EXIT_FAILED
+        return err.exit_code
     except KeyboardInterrupt:
         return 130
     except OSError as err:  # a file we had no reason to expect trouble with: still one line

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import NewsletterError
 
-class CredentialError(Exception):
+
+class CredentialError(NewsletterError):
     """The password cannot be read; str() names the setting to fix."""
 
 

@@ -1,7 +1,9 @@
-"""One cycle, in order: fetch every keyword, diff against the store, rewrite the archive.
+"""One cycle, in order: fetch every keyword, diff against the store, write and publish
+the archive, mail the digests.
 
-This is the only module that calls all the others. Each step saves its effect
-before the next starts, so a crash anywhere repeats at most the step in flight.
+The cycle orders the phases and owns nothing else; the daemon decides when it
+runs. Each phase saves its effect before the next starts, so a crash anywhere
+repeats at most the phase in flight.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from .archive import ArchiveError
-from .archive_files import ArchiveUpdate, update_archive
-from .arxiv_source import ArxivClient, FetchError, fetch_keyword
+from .archive.files import ArchiveError, ArchiveUpdate, update_archive
+from .archive.git import PublishReport, commit_message, publish
 from .config import Settings
 from .crashpoints import crashpoint
-from .deliver import DeliveryReport, deliver_digests
+from .fetch.client import ArxivClient, FetchError
+from .fetch.keywords import fetch_keyword
 from .papers import Paper
-from .publish import PublishReport, commit_message, publish
+from .sending.deliver import DeliveryReport, deliver_digests
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class CycleReport:
         )
 
 
-def publish_archive_files(
+def write_archive_files(
     settings: Settings, store: Store, today: date | None = None
 ) -> ArchiveUpdate:
     """Rebuild the README and, when on, the monthly pages and feeds. Raises ArchiveError."""
@@ -95,7 +97,7 @@ def publish_archive_files(
     )
 
 
-def publish_to_git(
+def publish_archive(
     settings: Settings, keywords: tuple[KeywordReport, ...] = (), today: date | None = None
 ) -> PublishReport:
     """Commit (and push) the archive files when [archive] git is on; never raises."""
@@ -223,7 +225,7 @@ def _run(
     archive_error = None
     written = False
     try:
-        update = publish_archive_files(settings, store, today)
+        update = write_archive_files(settings, store, today)
     except ArchiveError as err:
         archive_error = str(err)
         log.error("archive: %s", err)
@@ -234,7 +236,7 @@ def _run(
 
     published = None
     if settings.archive.git and archive_error is None:
-        published = publish_to_git(settings, keywords, today)
+        published = publish_archive(settings, keywords, today)
     elif settings.archive.git:
         published = PublishReport(error="not published: the archive could not be written")
 

@@ -37,9 +37,9 @@ import schedule
 from .clock import missed_since, next_due
 from .config import ConfigError, Settings, load_settings
 from .cycle import CycleReport, run_cycle
-from .inbox import poll_inbox
-from .notify import Notifier
+from .inbox.poll import poll_inbox
 from .store import Store
+from .systemd_notify import Notifier
 from .tokens import SecretError
 from .web import WebError, WebServer
 

@@ -7,10 +7,15 @@ entry and we must not mail a revised paper as news a second time.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from .errors import NewsletterError
 
 # New style: 2503.03595 (YYMM.NNNN or YYMM.NNNNN); old style: hep-th/9901001, math.GT/0309136.
 _ID = re.compile(
@@ -21,7 +26,7 @@ _ID = re.compile(
 )
 
 
-class BadPaper(ValueError):
+class BadPaper(NewsletterError):
     """An entry we cannot turn into a Paper (no id we understand, no dates)."""
 
 
@@ -100,6 +105,43 @@ class StoredPaper:
     paper: Paper
     keywords: tuple[str, ...]
     first_seen: int  # the cycle number
+
+
+def keyword_slug(name: str) -> str:
+    """The keyword's name in file names and links (archive pages, feeds): ASCII, lowercase,
+    dashes; a name without ASCII letters or digits gets a stable hash instead."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug or "keyword-" + hashlib.sha256(name.encode()).hexdigest()[:10]
+
+
+def order_key(paper: Paper) -> tuple[str, str]:
+    """Newest first by the first version's timestamp, so a revision keeps its place;
+    ties broken by arXiv id (callers sort with reverse=True)."""
+    return (paper.published.isoformat(), paper.id)
+
+
+def all_by_keyword(
+    stored: Iterable[StoredPaper], names: Sequence[str]
+) -> dict[str, list[StoredPaper]]:
+    """Every stored paper of each keyword, newest first by `order_key`; a paper appears
+    under every keyword it matched."""
+    grouped: dict[str, list[StoredPaper]] = {name: [] for name in names}
+    for entry in stored:
+        for keyword in entry.keywords:
+            if keyword in grouped:
+                grouped[keyword].append(entry)
+    return {
+        name: sorted(entries, key=lambda e: order_key(e.paper), reverse=True)
+        for name, entries in grouped.items()
+    }
+
+
+def newest_by_keyword(
+    stored: Iterable[StoredPaper], names: Sequence[str], limit: int
+) -> dict[str, list[StoredPaper]]:
+    """Each keyword's newest `limit` papers."""
+    return {name: entries[:limit] for name, entries in all_by_keyword(stored, names).items()}
 
 
 class _Author(Protocol):

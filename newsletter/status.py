@@ -12,8 +12,8 @@ from typing import Any
 
 from .clock import next_due
 from .config import Settings
-from .deliver import is_new_subscription, plan_all
-from .fsutil import InstanceLock
+from .files import InstanceLock
+from .sending.plan import is_new_subscription, plan_all
 from .store import Store, lock_path
 from .subscribers import load_subscribers
 

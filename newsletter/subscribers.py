@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .addresses import AddressError, address_key, normalize_address
-from .fsutil import write_atomic
+from .errors import NewsletterError
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ MAX_NAME = 100
 KNOWN_KEYS = {"email", "name", "keywords", "source", "created", "confirmed"}
 
 
-class SubscriberError(ValueError):
+class SubscriberError(NewsletterError):
     """Bad subscriber input; str() is one line naming the address or file."""
 
 

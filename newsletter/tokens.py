@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from .addresses import address_key
-from .fsutil import write_atomic
+from .errors import NewsletterError
+from .files import write_atomic
 
 T = TypeVar("T")
 
 
-class SecretError(Exception):
+class SecretError(NewsletterError):
     """The secret file is unusable; str() names it."""
 
 

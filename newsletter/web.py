@@ -25,8 +25,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .commands import TOKEN_LENGTH
 from .config import Settings
+from .errors import NewsletterError
+from .inbox.commands import TOKEN_LENGTH
 from .subscribers import Subscriber, load_subscribers, remove_subscriber
 from .tokens import load_or_create_secret, token
 
@@ -37,7 +38,7 @@ MAX_BODY = 4096  # a one-click POST carries "List-Unsubscribe=One-Click"; nothin
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request
 
 
-class WebError(Exception):
+class WebError(NewsletterError):
     """The web server cannot start; str() names the setting."""
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from pysasl.hashing import BuiltinHash
 from smtp_server import free_port
 
-from newsletter.mailsource import PROCESSED_FLAG
+from newsletter.inbox.sources import PROCESSED_FLAG
 
 USER, PASSWORD = "papers", "imap-secret"
 

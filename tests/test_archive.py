@@ -8,16 +8,10 @@ from pathlib import Path
 
 from arxiv_server import FIXTURES, entry, seed_entries
 
-from newsletter.archive import (
-    comment_cell,
-    escape_cell,
-    newest_by_keyword,
-    render_archive,
-    row,
-    write_archive,
-)
+from newsletter.archive.files import write_archive
+from newsletter.archive.markdown import comment_cell, escape_cell, render_archive, row
 from newsletter.cycle import run_cycle
-from newsletter.papers import Paper, StoredPaper
+from newsletter.papers import Paper, StoredPaper, newest_by_keyword
 from newsletter.store import Store
 
 SEED_DAY = date(2025, 3, 7)

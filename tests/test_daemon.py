@@ -28,8 +28,8 @@ from newsletter.clock import missed_since, next_due, previous_due
 from newsletter.config import ScheduleSettings
 from newsletter.daemon import Daemon
 from newsletter.logs import Progress, setup_logging
-from newsletter.notify import Notifier
 from newsletter.store import Store
+from newsletter.systemd_notify import Notifier
 from newsletter.tokens import load_secret, token
 
 

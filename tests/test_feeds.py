@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 from arxiv_server import entry
 from test_archive import paper
 
+from newsletter.archive.atom import FeedLinks, render_feed
 from newsletter.cycle import run_cycle
-from newsletter.feeds import FeedLinks, render_feed
 from newsletter.papers import StoredPaper
 from newsletter.store import Store
 

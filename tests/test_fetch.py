@@ -8,14 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from arxiv_server import FIXTURES, entry
 
-from newsletter.arxiv_source import (
-    ArxivClient,
-    FetchError,
-    build_query,
-    fetch_keyword,
-    parse_retry_after,
-)
 from newsletter.config import Keyword
+from newsletter.fetch.client import ArxivClient, FetchError, parse_retry_after
+from newsletter.fetch.keywords import build_query, fetch_keyword
 from newsletter.papers import BadPaper, parse_arxiv_id
 
 API = FIXTURES / "arxiv-api"

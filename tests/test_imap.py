@@ -9,8 +9,8 @@ from conftest import run_cli
 from imap_server import PASSWORD, USER, ImapServer
 from mails import INBOX, mail, reply_to
 
-from newsletter.inbox import poll_inbox
-from newsletter.mailsource import PROCESSED_FLAG
+from newsletter.inbox.poll import poll_inbox
+from newsletter.inbox.sources import PROCESSED_FLAG
 from newsletter.store import Store
 
 ANN = "Ann <ann@example.org>"

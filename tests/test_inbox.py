@@ -18,7 +18,7 @@ from digest_reader import paper_ids
 from mails import INBOX, confirmation_code, deliver, dsn, mail, make_maildir, reply_to
 
 from newsletter.cycle import run_cycle
-from newsletter.inbox import poll_inbox
+from newsletter.inbox.poll import poll_inbox
 from newsletter.store import Store
 
 ANN = "Ann Lee <ann@example.org>"

@@ -9,7 +9,6 @@ import pytest
 from conftest import REPO
 
 from newsletter.config import ConfigError, load_settings
-from newsletter.deliver import reply_address
 
 KEYWORDS = '[[keywords]]\nname = "MLLM"\n'
 
@@ -23,7 +22,7 @@ def load(tmp_path: Path, text: str):
 def test_without_an_inbox_table_mail_commands_are_off(tmp_path):
     settings = load(tmp_path, "")
     assert settings.inbox is None
-    assert reply_address(settings) == "daily-papers@example.org"
+    assert settings.reply_address == "daily-papers@example.org"
 
 
 def test_maildir_defaults(tmp_path):
@@ -34,7 +33,7 @@ def test_maildir_defaults(tmp_path):
     assert inbox.maildir == tmp_path / "Maildir"
     assert inbox.address == "p@example.org", "the digest's address unless set"
     assert (inbox.poll_seconds, inbox.confirm_hours, inbox.max_replies_per_hour) == (300, 48, 5)
-    assert reply_address(settings) == "p@example.org"
+    assert settings.reply_address == "p@example.org"
 
 
 def test_imap_defaults_to_tls_on_993(tmp_path):
@@ -45,7 +44,7 @@ def test_imap_defaults_to_tls_on_993(tmp_path):
     )
     inbox = settings.inbox
     assert (inbox.security, inbox.imap_port, inbox.folder) == ("tls", 993, "INBOX")
-    assert reply_address(settings) == "In@example.org"
+    assert settings.reply_address == "In@example.org"
 
 
 def test_the_commented_inbox_example_in_the_shipped_settings_is_valid(tmp_path):

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from smtp_server import SmtpServer
 
 from newsletter.config import SmtpSettings
-from newsletter.mailer import PERMANENT, SENT, TEMPORARY, Mailer, Outbound, Outcome
-from newsletter.wire import END, stuffed, wire_form
+from newsletter.sending.smtp import PERMANENT, SENT, TEMPORARY, Mailer, Outbound, Outcome
+from newsletter.sending.smtp_wire import END, stuffed, wire_form
 
 # What matters to line ends and dot-stuffing, and some ordinary bytes.
 RAW = st.binary(max_size=40) | st.lists(

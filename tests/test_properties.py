@@ -10,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_archive import gfm_cells, paper
 
-from newsletter.archive import comment_cell, escape_cell, row
-from newsletter.arxiv_source import build_query, phrase
-from newsletter.config import ConfigError, Keyword, _check_query, _Table
-from newsletter.digest import _qp
+from newsletter.archive.markdown import comment_cell, escape_cell, row
+from newsletter.config import ConfigError, Keyword
+from newsletter.config.sections import check_query
+from newsletter.config.toml_table import TomlTable
+from newsletter.fetch.keywords import build_query, phrase
+from newsletter.sending.mime import quoted_printable
 
 # Text with everything that matters to a table cell and an HTML block, plus anything else.
 CELL_TEXT = st.text(
@@ -63,8 +65,8 @@ def test_long_comments_fold_and_short_ones_stay_inline(comment):
 NAMES = st.text(min_size=1, max_size=40).filter(lambda s: any(c.isalnum() for c in s))
 
 
-def _table() -> _Table:
-    return _Table("settings.toml", "[[keywords]] #1", {})
+def _table() -> TomlTable:
+    return TomlTable("settings.toml", "[[keywords]] #1", {})
 
 
 @settings(max_examples=300, deadline=None)
@@ -72,7 +74,7 @@ def _table() -> _Table:
 def test_built_queries_are_always_valid(name, exclude):
     query = build_query(Keyword(name=name, exclude=tuple(exclude)))
     assert query.count('"') % 2 == 0
-    assert _check_query(_table(), "query", query) == query  # balanced quotes and parentheses
+    assert check_query(_table(), "query", query) == query  # balanced quotes and parentheses
     quoted = re.findall(r'"([^"]*)"', query)
     assert len(quoted) == 2 * (1 + len(exclude))
     assert all(q == " ".join(q.split()) for q in quoted), "no stray whitespace inside phrases"
@@ -95,7 +97,7 @@ def test_raw_query_check_accepts_exactly_balanced_queries(query):
         balanced &= depth >= 0
     valid = balanced and depth == 0 and query.count('"') % 2 == 0
     try:
-        _check_query(_table(), "query", query)
+        check_query(_table(), "query", query)
     except ConfigError:
         assert not valid
     else:
@@ -112,7 +114,7 @@ PERSONAL = st.text(alphabet=st.sampled_from(list("a.= \t-é\n")), max_size=90) |
 @settings(max_examples=1000, deadline=None)
 @given(value=PERSONAL | st.text(max_size=90))
 def test_a_value_is_encoded_as_the_email_package_encodes_it_and_decodes_back(value):
-    encoded = _qp(value)
+    encoded = quoted_printable(value)
     if value:
         whole = quoprimime.body_encode(value.encode().decode("latin-1"), 75, eol="\r\n")
         assert encoded.decode("ascii") in (whole, whole + "=\r\n")

@@ -13,9 +13,9 @@ from arxiv_server import entry
 from conftest import run_cli, subscribe
 from git_repos import SOMEONE, Remote, git, isolate_git
 
-from newsletter import publish as publish_module
+from newsletter.archive import git as publish_module
+from newsletter.archive.git import commit_message
 from newsletter.cycle import run_cycle
-from newsletter.publish import commit_message
 from newsletter.store import Store
 
 DAY = date(2025, 3, 7)

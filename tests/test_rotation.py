@@ -8,9 +8,9 @@ from datetime import date
 from arxiv_server import FIXTURES, entry, seed_entries
 from conftest import run_cli
 
-from newsletter.archive import TABLE_HEAD, row
-from newsletter.config import keyword_slug
+from newsletter.archive.markdown import TABLE_HEAD, row
 from newsletter.cycle import run_cycle
+from newsletter.papers import keyword_slug
 from newsletter.store import Store
 
 DAY = date(2025, 3, 7)

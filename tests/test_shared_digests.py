@@ -23,15 +23,13 @@ import pytest
 from conftest import REPO, SEED_KEYWORDS, subscribe
 from digest_reader import html_part, sections, text_part
 
-from newsletter.deliver import deliver_digests, make_renderer, personal, plan_all, preview
-from newsletter.digest import (
-    PERSONAL_MARGIN,
-    Digest,
-    Renderer,
-    message_id,
-    trim_oldest,
-)
 from newsletter.papers import Paper
+from newsletter.sending.deliver import deliver_digests, make_renderer, personal
+from newsletter.sending.mime import message_id
+from newsletter.sending.plan import plan_all
+from newsletter.sending.preview import preview
+from newsletter.sending.render import PERSONAL_MARGIN, Renderer
+from newsletter.sending.select import Digest, trim_oldest
 from newsletter.store import Store
 from newsletter.subscribers import Roster, Subscriber
 from newsletter.tokens import load_or_create_secret

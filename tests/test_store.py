@@ -9,7 +9,7 @@ import pytest
 from arxiv_server import entry
 from conftest import run_cli
 
-from newsletter.fsutil import AlreadyRunning
+from newsletter.files import AlreadyRunning
 from newsletter.store import Store, StoreError
 
 
@@ -89,7 +89,7 @@ def test_batch_writes_once(tmp_path):
 def test_each_delivery_is_journaled_at_once_and_the_store_rewritten_per_batch(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("newsletter.store.FLUSH_EVERY", 3)
+    monkeypatch.setattr("newsletter.store.store.FLUSH_EVERY", 3)
     path = tmp_path / "s.json"
     with Store(path) as store:
         for n in range(7):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import Message
 
-from .addresses import AddressError, normalize_address
+from ..addresses import AddressError, normalize_address
 
 MAX_RECIPIENTS = 50  # per report; a report naming more is cut (it is not ours anyway)
 

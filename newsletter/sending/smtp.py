@@ -11,7 +11,7 @@ Failures are classified per message:
 When the server cannot be reached at all, the rest of the queue is reported
 temporary at once instead of being tried message by message.
 
-Messages come in SMTP's wire form (wire.py) and go out as they are: MAIL, RCPT
+Messages come in SMTP's wire form (smtp_smtp_wire.py) and go out as they are: MAIL, RCPT
 and DATA use aiosmtplib's lower-level calls, not `sendmail` (`_transaction`).
 """
 
@@ -26,30 +26,31 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-from .config import SmtpSettings
-from .crashpoints import crashpoint
-from .credentials import CredentialError
-from .credentials import read_password as read_password_from
-from .wire import END
+from ..config import SmtpSettings
+from ..crashpoints import crashpoint
+from ..credentials import CredentialError
+from ..credentials import read_password as read_password_from
+from ..errors import NewsletterError
+from .smtp_wire import END
 
 log = logging.getLogger(__name__)
 
 SENT, TEMPORARY, PERMANENT = "sent", "temporary", "permanent"
 
 
-class MailerError(Exception):
+class MailerError(NewsletterError):
     """A setup problem (no password); str() says which setting to fix."""
 
 
 @dataclass(frozen=True)
 class Outbound:
     recipient: str  # a bare address, validated (addresses.normalize_address)
-    wire: bytes  # the whole message as DATA carries it, with its end line: see wire.py
+    wire: bytes  # the whole message as DATA carries it, with its end line: see smtp_wire.py
     key: str = ""  # whatever the caller needs to match the outcome (subscriber key)
 
     def __post_init__(self) -> None:
         if not self.wire.endswith(b"\r\n" + END):  # or the server waits for the rest
-            raise ValueError("Outbound.wire must be in wire form (wire.wire_form)")
+            raise ValueError("Outbound.wire must be in wire form (smtp_wire.wire_form)")
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class Mailer:
         both addresses with the email package (they are bare addresses, validated
         when they were read: addresses.py), then passes over every byte for SIZE,
         line ends and dot-stuffing (`item.wire` has had those once per digest:
-        wire.py). Refusals raise the aiosmtplib errors `_classify` reads."""
+        smtp_wire.py). Refusals raise the aiosmtplib errors `_classify` reads."""
         # SIZE is the message without the dots added to lines that start with one
         # (RFC 1870); counting them too makes it an upper bound by a few bytes.
         length = len(item.wire) - len(END)

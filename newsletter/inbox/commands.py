@@ -1,6 +1,6 @@
 """The commands people send to the newsletter's address, read from a subject or body lines.
 
-Pure text in, `Command` out; what a command does is inbox.py's job. The
+Pure text in, `Command` out; what a command does is actions.py's job. The
 grammar is the mailing-list one, case-insensitive:
 
     subscribe Hallucination, MLLM     subscribe all

@@ -3,7 +3,7 @@
 Everything in an incoming message is untrusted and often malformed: headers
 without a valid address, broken MIME, unknown charsets, megabytes of body. This
 module never raises on bad mail; it reads what it can, notes what it could not
-(`problems`), and leaves deciding to inbox.py.
+(`problems`), and leaves deciding to actions.py.
 
 It uses the email package's compat32 policy: it keeps going over defects where
 the newer policy raises from header access, and we decode what we need
@@ -22,8 +22,8 @@ from email.message import Message
 from html.parser import HTMLParser
 from typing import ClassVar
 
-from .addresses import AddressError, normalize_address
-from .dsn import Bounce, parse_bounces
+from ..addresses import AddressError, normalize_address
+from .bounces import Bounce, parse_bounces
 
 MAX_TEXT_CHARS = 20_000  # of the text part: commands are in its first lines
 MAX_COMMAND_LINES = 5
@@ -37,7 +37,7 @@ _NULL_SENDERS = {"mailer-daemon", "postmaster"}
 
 @dataclass(frozen=True)
 class Incoming:
-    """What inbox.py needs from one message; `sender` is None when there is no
+    """What actions.py needs from one message; `sender` is None when there is no
     usable From address (then nobody can be answered)."""
 
     key: str  # identifies the message across polls: its Message-ID, else a hash of it

@@ -15,165 +15,29 @@ the store is built around three rules:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tinydb import TinyDB
-from tinydb.middlewares import Middleware
-from tinydb.storages import Storage
 
-from .crashpoints import crashpoint
-from .fsutil import InstanceLock, remove_stale_temps, write_atomic
-from .papers import Paper, StoredPaper
+from ..crashpoints import crashpoint
+from ..files import InstanceLock, remove_stale_temps
+from ..papers import Paper, StoredPaper
+from .engine import AtomicJSONStorage, BatchingMiddleware, StoreError
+from .journal import Journal
+from .records import Delivery, PendingRequest, QueuedReply
 
 log = logging.getLogger(__name__)
-
-
-class StoreError(Exception):
-    """The store cannot be used as it is; str() names the file and the problem."""
-
-
-class AtomicJSONStorage(Storage):
-    """TinyDB's JSONStorage rewrites the file in place; this one replaces it atomically."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> dict[str, Any] | None:
-        try:
-            text = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise StoreError(f"{self.path}: cannot read the store: {err.strerror}") from None
-        if not text.strip():
-            raise StoreError(
-                f"{self.path}: the store file is empty; restore it from a backup or move it away"
-            )
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise StoreError(
-                f"{self.path}: the store is not valid JSON ({err}); "
-                "it was left untouched: restore it from a backup or move it away"
-            ) from None
-        if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
-            raise StoreError(f"{self.path}: not a newsletter store (expected TinyDB tables)")
-        return data
-
-    def write(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-        try:
-            write_atomic(self.path, payload, name="store")
-        except OSError as err:
-            raise StoreError(
-                f"{self.path}: cannot save the store: {err.strerror}; the previous file is intact"
-            ) from None
-
-
-class BatchingMiddleware(Middleware):
-    """Keeps the database in memory and writes it once per batch.
-
-    Outside a batch every write goes straight to the storage (TinyDB's usual
-    behaviour); inside `batch()` writes only mark the data dirty and the last
-    exit of a (possibly nested) batch writes once.
-    """
-
-    def __init__(self, storage_cls: Any):
-        super().__init__(storage_cls)
-        self.cache: dict[str, Any] | None = None
-        self.depth = 0
-        self.dirty = False
-        self.writes = 0
-        self.write_seconds = 0.0
-
-    def read(self) -> dict[str, Any] | None:
-        if self.cache is None:
-            self.cache = self.storage.read() or {}
-        return self.cache
-
-    def write(self, data: dict[str, Any]) -> None:
-        self.cache = data
-        if self.depth:
-            self.dirty = True
-        else:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.cache is not None:
-            started = time.perf_counter()
-            self.storage.write(self.cache)
-            self.writes += 1
-            self.write_seconds += time.perf_counter() - started
-        self.dirty = False
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if not self.depth and self.dirty:
-            self.flush()
 
 
 @dataclass(frozen=True)
 class KeywordDiff:
     new: int
     updated: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What we know of one subscription's mail: O(1) per subscriber, never per paper."""
-
-    key: str  # the address, case-folded
-    since: str = ""  # the subscription's start (its file's `created`); another means a new one
-    last_cycle: int = 0  # every paper first seen up to this cycle has been delivered
-    last_sent: str = ""
-    failures: int = 0  # consecutive temporary failures
-    bounces: int = 0  # consecutive permanent refusals
-    state: str = "active"  # active | bouncing
-    last_error: str = ""
-    last_bounce: str = ""  # when a bounce report (DSN) last arrived; see BOUNCE_MEMORY
-
-
-@dataclass(frozen=True)
-class PendingRequest:
-    """A change asked for by email, waiting for the reply that carries its code.
-
-    Only a hash of the code is kept: someone who can read the store still
-    cannot confirm a request for somebody else's address.
-    """
-
-    key: str  # the address, case-folded; one pending request per address
-    email: str
-    action: str  # subscribe | keywords | unsubscribe
-    code_hash: str
-    created: str
-    expires: str
-    keywords: tuple[str, ...] = ()
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class QueuedReply:
-    """A reply saved with the effect it reports, sent after the store is written."""
-
-    id: int
-    recipient: str
-    data: bytes
-    created: str
-    tries: int = 0
 
 
 # Deliveries kept only in the journal before the store is rewritten. The journal
@@ -229,7 +93,7 @@ class Store:
             self._processed = self.db.table("processed_mail", cache_size=0)
             self._outbox = self.db.table("outbox", cache_size=0)
             self._changed: set[str] = set()
-            self.journal = _Journal(path.with_name(path.name + ".journal"))
+            self.journal = Journal(path.with_name(path.name + ".journal"))
             for key, since, cycle, at in self.journal.read():
                 self._apply_sent(key, since, cycle, at)
             if lock and self._changed:
@@ -573,51 +437,3 @@ def _replace_by(field: str, records: Mapping[str, dict[str, Any]]) -> Any:
         doc.update(record)
 
     return transform
-
-
-class _Journal:
-    """Append-only lines of accepted deliveries, between two rewrites of the store.
-
-    One write() per line on an O_APPEND descriptor: a process killed at any
-    moment leaves every earlier line intact (at worst a torn last line, which
-    is ignored). Lines are replayed into the store at the next open.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fd: int | None = None
-        self.lines = 0
-
-    def read(self) -> list[tuple[str, str, int, str]]:
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
-        entries = []
-        for line in text.splitlines():
-            try:
-                item = json.loads(line)
-                entries.append((item["key"], item["since"], int(item["cycle"]), item["at"]))
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s: ignored a torn line", self.path)
-        return entries
-
-    def append(self, key: str, since: str, cycle: int, at: str) -> None:
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        line = json.dumps({"key": key, "since": since, "cycle": cycle, "at": at}) + "\n"
-        os.write(self._fd, line.encode())
-        self.lines += 1
-
-    def clear(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-        elif self.path.exists():
-            self.path.write_bytes(b"")
-        self.lines = 0
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None

@@ -27,23 +27,67 @@ from datetime import date
 from pathlib import Path, PurePosixPath
 from urllib.parse import urljoin
 
-from .archive import (
-    ArchiveError,
-    all_by_keyword,
-    older_by_month,
-    older_line,
-    render_archive,
-    render_page,
-    write_archive,
-    write_if_changed,
-)
-from .config import ArchiveSettings, keyword_slug
-from .feeds import FeedLinks, render_feed
-from .papers import StoredPaper
+from ..config import ArchiveSettings
+from ..errors import NewsletterError
+from ..files import write_atomic
+from ..papers import StoredPaper, all_by_keyword, keyword_slug
+from .atom import FeedLinks, render_feed
+from .markdown import DATE_LINE, older_by_month, older_line, render_archive, render_page
 
 FEEDS_DIR = "feeds"
 _PAGE = re.compile(r"^\d{4}-\d\d\.md$")
 _SLUG = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+
+
+class ArchiveError(NewsletterError):
+    """The archive file cannot be written; str() names the path and the reason."""
+
+
+def _without_date(text: str) -> str:
+    return DATE_LINE.sub("", text, count=1)
+
+
+def write_archive(path: Path, text: str) -> bool:
+    """Replace the archive atomically; False (and no write) when only the date changed."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = None
+    except OSError as err:
+        raise ArchiveError(f"{path}: cannot read the archive: {err.strerror}") from None
+    if old is not None and _without_date(old) == _without_date(text):
+        return False
+    if not path.parent.is_dir():
+        raise ArchiveError(
+            f"{path}: the directory {path.parent} does not exist; create it or fix [archive] path"
+        )
+    try:
+        write_atomic(path, text.encode("utf-8"), name="archive")
+    except OSError as err:
+        raise ArchiveError(
+            f"{path}: cannot write the archive: {err.strerror}; the previous file is intact"
+        ) from None
+    return True
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write an archive page or feed atomically, creating its folder; False (and no
+    write) when the file already holds exactly these bytes."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise ArchiveError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, data, name="archive")
+    except OSError as err:
+        raise ArchiveError(
+            f"{path}: cannot write: {err.strerror}; the previous file is intact"
+        ) from None
+    return True
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Asking arXiv for the newest papers of each keyword.
+"""The HTTP side of asking arXiv: a hardened `arxiv.Client`.
 
 We use the `arxiv` package's Client for what it does well (URL building,
 paging, turning Atom into Results) and close its gaps here, because a daemon
@@ -23,14 +23,13 @@ import logging
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import arxiv
 import requests
 
-from .config import ArxivSettings, Keyword
-from .papers import BadPaper, Paper, paper_from_result
+from ..config import ArxivSettings
+from ..errors import NewsletterError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ USER_AGENT = "daily-papers/0.1 (self-hosted arXiv newsletter; https://github.com
 TEMPORARY_STATUSES = {429, 500, 502, 503, 504}
 
 
-class FetchError(Exception):
+class FetchError(NewsletterError):
     """A keyword could not be fetched this cycle; str() is the reason for the log."""
 
 
@@ -50,27 +49,6 @@ class _Temporary(Exception):
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-def phrase(text: str) -> str:
-    """A quoted arXiv phrase. arXiv has no escape for '"' inside a phrase, so quotes
-    become spaces: the search engine splits on punctuation anyway."""
-    return '"' + " ".join(text.replace('"', " ").split()) + '"'
-
-
-def _anywhere(text: str) -> str:
-    quoted = phrase(text)
-    return f"ti:{quoted} OR abs:{quoted}"
-
-
-def build_query(keyword: Keyword) -> str:
-    """The search_query for a keyword: its raw query, or title/abstract phrase match,
-    minus its excluded terms."""
-    query = keyword.query or _anywhere(keyword.name)
-    if keyword.exclude:
-        excluded = " OR ".join(_anywhere(term) for term in keyword.exclude)
-        query = f"({query}) ANDNOT ({excluded})"
-    return query
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -224,55 +202,3 @@ class ArxivClient(arxiv.Client):
 def _short(err: Exception) -> str:
     text = str(err)
     return text if len(text) < 200 else text[:197] + "..."
-
-
-@dataclass(frozen=True)
-class Fetched:
-    keyword: str
-    papers: tuple[Paper, ...]
-    filtered: int  # dropped by the category filter
-
-
-def fetch_keyword(
-    client: ArxivClient,
-    keyword: Keyword,
-    settings: ArxivSettings,
-    had_papers: bool,
-) -> Fetched:
-    """The newest papers for one keyword, or FetchError saying why not.
-
-    A keyword that had papers before and now returns none is asked once more:
-    arXiv sometimes answers a valid query with an empty feed, and trusting that
-    would look like "nothing new" forever.
-    """
-    search = arxiv.Search(
-        query=build_query(keyword),
-        max_results=settings.max_results,
-        sort_by=arxiv.SortCriterion.LastUpdatedDate,
-        sort_order=arxiv.SortOrder.Descending,
-    )
-    results = list(client.results(search))
-    if not results and had_papers:
-        log.info(
-            "arXiv: %s returned no papers although it had some before; asking again", keyword.name
-        )
-        results = list(client.results(search))
-        if not results:
-            raise FetchError("no results although the keyword had papers before (asked twice)")
-
-    allowed = keyword.categories if keyword.categories is not None else settings.categories
-    by_id: dict[str, Paper] = {}
-    filtered = 0
-    for result in results:
-        try:
-            paper = paper_from_result(result)
-        except BadPaper as err:
-            log.warning("arXiv: %s: skipped an entry: %s", keyword.name, err)
-            continue
-        if not paper.matches_categories(allowed):
-            filtered += 1
-            continue
-        known = by_id.get(paper.id)
-        if known is None or paper.version > known.version:
-            by_id[paper.id] = paper
-    return Fetched(keyword=keyword.name, papers=tuple(by_id.values()), filtered=filtered)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .papers import Paper, StoredPaper
+from ..papers import Paper, StoredPaper
 
 ATOM = "http://www.w3.org/2005/Atom"
 ARXIV_SCHEME = "http://arxiv.org/schemas/atom"

@@ -1,28 +1,20 @@
-"""The Markdown archive readers browse on GitHub: one capped table per keyword.
+"""The archive's Markdown: the README's tables and the monthly pages, rendered (pure).
 
 The format is the README this product replaces, byte for byte, so existing
-readers and links keep working. Rendering is pure (papers in, text out); the
-only effect is `write_archive`, one atomic replace that is skipped when nothing
-but the date line would change (no daily commit noise in the archive's repo).
+readers and links keep working. Papers in, text out; files.py writes it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date
-from pathlib import Path
 
-from .fsutil import write_atomic
-from .papers import Paper, StoredPaper
+from ..papers import Paper, StoredPaper
 
 TABLE_HEAD = "| **Title** | **Date** | **Abstract** | **Comment** |\n| --- | --- | --- | --- |\n"
 DATE_LINE = re.compile(r"^Last update: .*$", re.MULTILINE)
 COMMENT_INLINE_MAX = 20
-
-
-class ArchiveError(Exception):
-    """The archive file cannot be written; str() names the path and the reason."""
 
 
 def header(max_papers: int, today: date) -> str:
@@ -90,34 +82,6 @@ def row(paper: Paper) -> str:
     )
 
 
-def order_key(paper: Paper) -> tuple[str, str]:
-    """Newest first by the first version's timestamp, so a revision keeps its place;
-    ties broken by arXiv id (callers sort with reverse=True)."""
-    return (paper.published.isoformat(), paper.id)
-
-
-def newest_by_keyword(
-    stored: Iterable[StoredPaper], names: Sequence[str], limit: int
-) -> dict[str, list[StoredPaper]]:
-    """Each keyword's newest `limit` papers; a paper appears under every keyword it matched."""
-    return {name: entries[:limit] for name, entries in all_by_keyword(stored, names).items()}
-
-
-def all_by_keyword(
-    stored: Iterable[StoredPaper], names: Sequence[str]
-) -> dict[str, list[StoredPaper]]:
-    """Every stored paper of each keyword, newest first by `order_key`."""
-    grouped: dict[str, list[StoredPaper]] = {name: [] for name in names}
-    for entry in stored:
-        for keyword in entry.keywords:
-            if keyword in grouped:
-                grouped[keyword].append(entry)
-    return {
-        name: sorted(entries, key=lambda e: order_key(e.paper), reverse=True)
-        for name, entries in grouped.items()
-    }
-
-
 def month_of(paper: Paper) -> str:
     """The monthly page a paper goes to: its first version's month (UTC), the month of
     `order_key`, so the pages read newest first one after another like the table."""
@@ -162,50 +126,3 @@ def render_archive(
         if older and older.get(name):
             parts.append(f"{older[name]}\n\n")
     return "".join(parts)
-
-
-def _without_date(text: str) -> str:
-    return DATE_LINE.sub("", text, count=1)
-
-
-def write_archive(path: Path, text: str) -> bool:
-    """Replace the archive atomically; False (and no write) when only the date changed."""
-    try:
-        old = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        old = None
-    except OSError as err:
-        raise ArchiveError(f"{path}: cannot read the archive: {err.strerror}") from None
-    if old is not None and _without_date(old) == _without_date(text):
-        return False
-    if not path.parent.is_dir():
-        raise ArchiveError(
-            f"{path}: the directory {path.parent} does not exist; create it or fix [archive] path"
-        )
-    try:
-        write_atomic(path, text.encode("utf-8"), name="archive")
-    except OSError as err:
-        raise ArchiveError(
-            f"{path}: cannot write the archive: {err.strerror}; the previous file is intact"
-        ) from None
-    return True
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write an archive page or feed atomically, creating its folder; False (and no
-    write) when the file already holds exactly these bytes."""
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        raise ArchiveError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        path.parent.mkdir(exist_ok=True)
-        write_atomic(path, data, name="archive")
-    except OSError as err:
-        raise ArchiveError(
-            f"{path}: cannot write: {err.strerror}; the previous file is intact"
-        ) from None
-    return True

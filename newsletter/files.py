@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from .crashpoints import crashpoint
+from .errors import NewsletterError
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, name: str = "file") -> None:
@@ -35,7 +36,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, name: str = "fil
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -52,7 +53,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -61,7 +62,7 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-class AlreadyRunning(Exception):
+class AlreadyRunning(NewsletterError):
     """Another process holds the lock; str() names it."""
 
 

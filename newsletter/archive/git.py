@@ -34,8 +34,9 @@ from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path, PurePosixPath
 
-from .archive_files import archive_pathspecs, is_archive_file
-from .config import ArchiveSettings
+from ..config import ArchiveSettings
+from ..errors import NewsletterError
+from .files import archive_pathspecs, is_archive_file
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ MESSAGE_PREFIX = "Update papers:"
 _REPOSITORY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 
 
-class GitError(Exception):
+class GitError(NewsletterError):
     """Publishing failed; str() is the one line for the log and the cycle summary."""
 
 

@@ -30,9 +30,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
-from .config import InboxSettings
-from .credentials import CredentialError, read_password
-from .fsutil import _fsync_dir
+from ..config import InboxSettings
+from ..credentials import CredentialError, read_password
+from ..errors import NewsletterError
+from ..files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ MAX_MESSAGE_BYTES = 1 << 20  # commands and bounce reports sit at the start of a
 PROCESSED_FLAG = "DailyPapersProcessed"
 
 
-class MailSourceError(Exception):
+class MailSourceError(NewsletterError):
     """The mailbox cannot be read now; str() is one line naming it."""
 
 
@@ -108,8 +109,8 @@ class MaildirSource:
                     f"[inbox] maildir {self.path}: {ref}: {err.strerror}"
                 ) from None
         if refs:
-            _fsync_dir(self.path / "new")
-            _fsync_dir(self.path / "cur")
+            fsync_dir(self.path / "new")
+            fsync_dir(self.path / "cur")
 
 
 _UID = re.compile(rb"\bUID (\d+)")

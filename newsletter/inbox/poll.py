@@ -1,0 +1,162 @@
+"""Reading the mailbox once: `poll_inbox()`, the entry point of commands by email.
+
+The daemon calls it every `inbox.poll_seconds`, `newsletter inbox --once` once.
+Each poll reads the new messages, acts on each, and only then marks them
+handled in the mailbox:
+
+    mailbox ─▶ parse ─▶ command ─▶ effect ─▶ one store write ─▶ mark
+                                    └─▶ reply queued in the store ─▶ SMTP
+
+A message is acted on at most once: its effect, its reply and the fact that it
+was handled are saved in one store write, before the mailbox is marked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..config import Settings
+from ..crashpoints import crashpoint
+from ..sending.smtp import PERMANENT, SENT, MailerError, Outbound, Outcome, read_password, send_all
+from ..sending.smtp_wire import wire_form
+from ..store import Store
+from .actions import Inbox
+from .sources import MailSourceError, open_source
+
+log = logging.getLogger(__name__)
+
+CHUNK = 25  # messages whose effects are saved in one store write before they are marked
+PROCESSED_MEMORY = timedelta(days=30)  # how long handled Message-IDs are remembered
+
+
+@dataclass(frozen=True)
+class InboxReport:
+    read: int = 0
+    acted: int = 0  # commands carried out or answered
+    ignored: int = 0  # automatic mail, no usable sender, our own mail, already handled
+    bounces: int = 0  # permanent failures counted from bounce reports
+    replies_sent: int = 0
+    replies_waiting: int = 0  # queued, not yet accepted by the SMTP server: retried next poll
+    error: str = ""  # the mailbox or the SMTP server could not be used: one line
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def summary(self) -> str:
+        line = (
+            f"inbox: read {self.read}, acted on {self.acted}, ignored {self.ignored}, "
+            f"bounces {self.bounces}, replies sent {self.replies_sent}, "
+            f"waiting {self.replies_waiting}"
+        )
+        return line + (f"; FAILED: {self.error}" if self.error else "")
+
+
+def send_replies(
+    settings: Settings, store: Store, now: datetime, stop: threading.Event | None = None
+) -> int:
+    """Send the queued replies; returns how many the server accepted. A reply older
+    than confirm_hours is dropped: its code would have expired anyway."""
+    assert settings.inbox is not None
+    queued = store.outbox()
+    too_old = now - timedelta(hours=settings.inbox.confirm_hours)
+    stale = [r for r in queued if datetime.fromisoformat(r.created) < too_old]
+    for reply in stale:
+        log.warning("inbox: reply to %s dropped after %d tries", reply.recipient, reply.tries)
+    fresh = [r for r in queued if r not in stale]
+    outcomes: dict[str, list[int]] = {SENT: [], PERMANENT: [], "temporary": []}
+
+    def report(outcome: Outcome) -> None:
+        outcomes[outcome.status].append(int(outcome.item.key))
+        if outcome.status != SENT:
+            log.warning(
+                "inbox: reply to %s: %s failure: %s",
+                outcome.item.recipient,
+                outcome.status,
+                outcome.detail,
+            )
+
+    try:
+        if fresh:
+            send_all(
+                settings.smtp,
+                settings.inbox.address,
+                iter([Outbound(r.recipient, wire_form(r.data), key=str(r.id)) for r in fresh]),
+                report,
+                password=read_password(settings.smtp),
+                stop=stop,
+            )
+    finally:
+        with store.batch():
+            store.drop_replies([r.id for r in stale] + outcomes[SENT] + outcomes[PERMANENT])
+            store.count_reply_tries(outcomes["temporary"])
+    return len(outcomes[SENT])
+
+
+def poll_inbox(
+    settings: Settings,
+    store: Store,
+    stop: threading.Event | None = None,
+    *,
+    now: datetime | None = None,
+) -> InboxReport:
+    """Read the mailbox once, act on each new message, send the replies.
+
+    Uses the caller's open Store (whose lock keeps other instances away). The
+    store is not thread-safe: call this from the thread that runs the cycles,
+    between them. Mailbox and SMTP problems end up in `InboxReport.error` (the
+    daemon logs them and tries again next poll); a store that cannot be written
+    raises StoreError, as in a cycle.
+    """
+    if settings.inbox is None:
+        return InboxReport(error=f"{settings.file}: [inbox] is not configured")
+    stop = stop or threading.Event()
+    now = now or datetime.now(UTC)
+    with store.batch():
+        expired = store.expire_pending(now)
+        store.forget_processed(now - PROCESSED_MEMORY)
+        store.forget_reply_times(now)
+    if expired:
+        log.info("inbox: %d confirmation requests expired unanswered", expired)
+    inbox = Inbox(settings, store, now)
+    errors = []
+    try:
+        with open_source(settings.inbox) as source:
+            refs = source.waiting()
+            for start in range(0, len(refs), CHUNK):
+                if stop.is_set():
+                    break
+                handled = []
+                with store.batch():
+                    for ref in refs[start : start + CHUNK]:
+                        item = source.read(ref)
+                        if item is not None:
+                            inbox.take(item)
+                            handled.append(ref)
+                crashpoint("inbox-after-save")
+                source.done(handled)
+    except MailSourceError as err:
+        errors.append(str(err))
+        log.error("inbox: %s", err)
+    except OSError as err:
+        errors.append(f"{err.filename or 'a file'}: {err.strerror}; tried again next poll")
+        log.error("inbox: %s", errors[-1])
+    sent = 0
+    try:
+        sent = send_replies(settings, store, now, stop)
+    except MailerError as err:
+        errors.append(str(err))
+        log.error("inbox: replies not sent: %s", err)
+    counts = inbox.counts
+    return InboxReport(
+        read=counts["read"],
+        acted=counts["acted"],
+        ignored=counts["ignored"],
+        bounces=counts["bounces"],
+        replies_sent=sent,
+        replies_waiting=len(store.outbox()),
+        error="; ".join(errors),
+    )

@@ -1,0 +1,1 @@
+"""Sending digests: select, render, MIME wire form, SMTP, and the delivery phase."""

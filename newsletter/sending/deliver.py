@@ -1,0 +1,159 @@
+"""The digest phase of a cycle: plan, render each distinct digest once, send, and record
+every outcome as soon as it is known.
+
+Cost grows with the number of *distinct* digests, not of people: subscribers
+with the same keywords and the same pending papers share one jinja2 + premailer
+render, and messages are built lazily as the SMTP workers take them, so memory
+stays flat at thousands of subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from ..config import Settings
+from ..store import Store
+from ..subscribers import Subscriber, load_subscribers
+from ..tokens import load_or_create_secret, token
+from .mime import MailTemplate, unsubscribe_mailto
+from .plan import plan_all
+from .render import Personal, Rendered, Renderer
+from .smtp import PERMANENT, SENT, Outbound, Outcome, read_password, send_all
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int = 0
+    pending: int = 0  # due but not sent (temporary failure, or stopped): sent next cycle
+    bounced: int = 0  # permanent refusals this cycle
+    bouncing: int = 0  # skipped: marked bouncing after max_bounces refusals
+    skipped: int = 0  # subscriber files with problems
+    nothing_new: int = 0
+    digests: int = 0  # distinct digests: each rendered once, however many get it
+    renders: int = 0  # jinja2 + premailer passes (more than digests when one is trimmed)
+
+    def summary(self) -> str:
+        return (
+            f"mail: sent {self.sent}, pending {self.pending}, bounced {self.bounced}, "
+            f"bouncing {self.bouncing}, skipped {self.skipped}"
+        )
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    d = settings.digest
+    return Renderer(
+        d.templates,
+        subject=d.subject,
+        welcome_subject=d.welcome_subject,
+        max_html_bytes=d.max_html_bytes,
+        archive_url=settings.archive.public_url,
+        unsubscribe_address=settings.reply_address,
+    )
+
+
+def make_mail(settings: Settings, rendered: Rendered, cycle: int) -> MailTemplate:
+    """A rendered digest as mail, ready to be addressed to each of its readers."""
+    d = settings.digest
+    return MailTemplate(
+        rendered,
+        sender=d.sender,
+        list_name=d.list_name,
+        list_id=d.list_id,
+        cycle=cycle,
+        domain=d.domain,
+    )
+
+
+def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Personal:
+    tok = token(secret, subscriber.email)
+    return Personal(
+        email=subscriber.email,
+        name=subscriber.name,
+        unsubscribe_mailto=unsubscribe_mailto(settings.reply_address, tok),
+        unsubscribe_url=settings.web.unsubscribe_url(tok),
+    )
+
+
+def deliver_digests(
+    settings: Settings,
+    store: Store,
+    cycle: int,
+    *,
+    today: date | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DeliveryReport:
+    """Send every subscriber the digest due to them and record what happened."""
+    day = today or datetime.now(UTC).date()
+    roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
+    for problem in roster.problems:
+        log.warning("subscribers: %s", problem)
+    groups, bouncing, nothing = plan_all(settings, store, roster)
+    if not groups.members:
+        return DeliveryReport(bouncing=bouncing, skipped=len(roster.problems), nothing_new=nothing)
+
+    secret = load_or_create_secret(settings.web.secret_file)
+    renderer = make_renderer(settings)
+    since = {s.key: s.created for s in roster.subscribers}
+
+    def outbound() -> Iterator[Outbound]:
+        for key, members in groups.members.items():
+            rendered = renderer.render(groups.digests[key], members[0].keywords, day)
+            mail = make_mail(settings, rendered, cycle)
+            for subscriber in members:
+                wire = mail.message(personal(settings, secret, subscriber))
+                yield Outbound(subscriber.email, wire, key=subscriber.key)
+
+    counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
+    due = sum(len(members) for members in groups.members.values())
+    show = progress or (lambda text: None)
+
+    def report(outcome: Outcome) -> None:
+        counts[outcome.status] += 1
+        show(f"mail: {counts[SENT]} sent, {sum(counts.values())}/{due} done")
+        key = outcome.item.key
+        if outcome.status == SENT:
+            store.record_sent(key, since[key], cycle)
+            return
+        record = store.record_failure(
+            key,
+            since[key],
+            permanent=outcome.status == PERMANENT,
+            detail=outcome.detail,
+            max_bounces=settings.smtp.max_bounces,
+        )
+        log.warning(
+            "mail to %s: %s failure: %s%s",
+            outcome.item.recipient,
+            outcome.status,
+            outcome.detail,
+            "; now marked bouncing" if record.state == "bouncing" else "",
+        )
+
+    try:
+        send_all(
+            settings.smtp,
+            settings.reply_address,
+            outbound(),
+            report,
+            password=read_password(settings.smtp),
+            stop=stop,
+        )
+    finally:
+        store.flush_deliveries()
+    return DeliveryReport(
+        sent=counts[SENT],
+        pending=due - counts[SENT] - counts[PERMANENT],
+        bounced=counts[PERMANENT],
+        bouncing=bouncing,
+        skipped=len(roster.problems),
+        nothing_new=nothing,
+        digests=len(groups.members),
+        renders=renderer.renders,
+    )

@@ -1,0 +1,86 @@
+"""Who is due which digest this cycle: every subscriber planned from one snapshot of the
+store, and grouped with those who get byte for byte the same papers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import Settings
+from ..papers import newest_by_keyword
+from ..store import Delivery, Store
+from ..subscribers import Roster, Subscriber
+from .select import Digest, select_new, select_welcome
+
+
+def is_new_subscription(subscriber: Subscriber, delivery: Delivery | None) -> bool:
+    """No record, or a record of an earlier subscription of the same address."""
+    return delivery is None or delivery.since != subscriber.created
+
+
+class Planner:
+    """Plans digests from one snapshot of the store; caches by what determines a digest."""
+
+    def __init__(self, settings: Settings, store: Store, after_cycles: list[int]):
+        self.order = settings.keyword_names
+        self.limit = settings.digest.max_papers_per_keyword
+        self.store = store
+        # Papers not yet delivered to someone; none to convert when everyone is new.
+        self.pending = store.stored_papers(seen_after=min(after_cycles)) if after_cycles else []
+        self._newest: dict[str, list] | None = None
+        self._cache: dict[tuple, Digest] = {}
+
+    def newest(self) -> dict[str, list]:
+        if self._newest is None:
+            self._newest = newest_by_keyword(self.store.stored_papers(), self.order, self.limit)
+        return self._newest
+
+    def plan(self, subscriber: Subscriber, delivery: Delivery | None) -> Digest:
+        if is_new_subscription(subscriber, delivery):
+            key: tuple = ("welcome", subscriber.keywords)
+            if key not in self._cache:
+                self._cache[key] = select_welcome(subscriber.keywords, self.order, self.newest())
+        else:
+            assert delivery is not None
+            key = ("new", subscriber.keywords, delivery.last_cycle)
+            if key not in self._cache:
+                self._cache[key] = select_new(
+                    subscriber.keywords, self.order, self.pending, delivery.last_cycle
+                )
+        return self._cache[key]
+
+
+@dataclass
+class Groups:
+    """Subscribers who get byte-for-byte the same papers, keyed by what they share."""
+
+    digests: dict[tuple, Digest] = field(default_factory=dict)
+    members: dict[tuple, list[Subscriber]] = field(default_factory=dict)
+
+    def add(self, subscriber: Subscriber, digest: Digest) -> None:
+        key = (subscriber.keywords, digest.welcome, digest.paper_ids())
+        self.digests.setdefault(key, digest)
+        self.members.setdefault(key, []).append(subscriber)
+
+
+def plan_all(settings: Settings, store: Store, roster: Roster) -> tuple[Groups, int, int]:
+    """Group everyone due a digest; returns (groups, bouncing, nothing_new)."""
+    deliveries = {s.key: store.delivery(s.key) for s in roster.subscribers}
+    after = [
+        d.last_cycle
+        for s in roster.subscribers
+        if (d := deliveries[s.key]) is not None and not is_new_subscription(s, d)
+    ]
+    planner = Planner(settings, store, after)
+    groups = Groups()
+    bouncing = nothing = 0
+    for subscriber in roster.subscribers:
+        delivery = deliveries[subscriber.key]
+        if not is_new_subscription(subscriber, delivery) and delivery.state == "bouncing":
+            bouncing += 1
+            continue
+        digest = planner.plan(subscriber, delivery)
+        if not digest.sections:
+            nothing += 1
+            continue
+        groups.add(subscriber, digest)
+    return groups, bouncing, nothing

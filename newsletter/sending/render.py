@@ -1,0 +1,246 @@
+"""A digest as HTML and text: jinja2 with autoescape, then premailer, once per distinct digest.
+
+Each person's parts (greeting, address, unsubscribe links) are rendered as
+slots and filled into the already-inlined HTML and text, so subscribers who get
+the same papers share one render.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import jinja2
+import premailer
+
+from ..papers import keyword_slug
+from .select import Digest, trim_oldest
+
+log = logging.getLogger(__name__)
+
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+STYLESHEET = "digest.css"
+PERSONAL_MARGIN = 2_000  # bytes kept free under max_html_bytes for the personal parts
+
+
+@dataclass(frozen=True)
+class Personal:
+    """The parts of a digest that differ between people who get the same papers."""
+
+    email: str
+    name: str
+    unsubscribe_mailto: str
+    unsubscribe_url: str  # https one-click page, or "" when not configured
+
+    @property
+    def unsubscribe_link(self) -> str:
+        return self.unsubscribe_url or self.unsubscribe_mailto
+
+
+# Stand-ins rendered into the shared HTML/text and replaced per person. Plain
+# alphanumerics, so neither jinja's escaping nor premailer can alter them.
+SLOTS = {
+    "greeting": "ZZpersonalGreetingZZ",
+    "email": "ZZpersonalEmailZZ",
+    "unsubscribe_link": "ZZpersonalUnsubscribeZZ",
+}
+SLOT = re.compile("|".join(SLOTS.values()))
+# Personal values go into the inlined HTML escaped the way lxml writes premailer's
+# output (&, <, > and, for attributes, "), so a shared render filled in is byte for
+# byte what rendering for that one person gives (a test checks it). Escaping " in
+# text too keeps a value safe wherever a template puts it: lxml writes every
+# attribute holding a slot in double quotes.
+HTML_ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+def greeting(name: str) -> str:
+    return f"Hello {name}," if name else "Hello,"
+
+
+def _personal_parts(person: Personal) -> dict[str, str]:
+    return {
+        "greeting": greeting(person.name),
+        "email": person.email,
+        "unsubscribe_link": person.unsubscribe_link,
+    }
+
+
+def personal_values(person: Personal) -> dict[str, str]:
+    """Each slot's stand-in → this person's value."""
+    return {SLOTS[name]: value for name, value in _personal_parts(person).items()}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One distinct digest, rendered and inlined once, with slots for the personal parts."""
+
+    digest: Digest
+    subject: str
+    html: str
+    text: str
+
+    def personalise(self, person: Personal) -> tuple[str, str]:
+        values = personal_values(person)
+        html = SLOT.sub(lambda m: values[m.group(0)].translate(HTML_ESCAPE), self.html)
+        text = SLOT.sub(lambda m: values[m.group(0)], self.text)
+        return html, text
+
+
+def _authors(names: Sequence[str]) -> str:
+    return ", ".join(names[:3]) + (", et al." if len(names) > 3 else "")
+
+
+class Renderer:
+    """jinja2 (autoescape on) + premailer (network off), loaded once per cycle."""
+
+    def __init__(
+        self,
+        templates: Path,
+        subject: str,
+        welcome_subject: str,
+        max_html_bytes: int,
+        archive_url: str = "",
+        unsubscribe_address: str = "",
+    ):
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates),
+            autoescape=jinja2.select_autoescape(("html", "html.j2")),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["authors"] = _authors
+        self.env.filters["slug"] = keyword_slug
+        self.env.filters["wordwrap"] = self._wordwrap
+        self._wrapped: dict[tuple[str, int, bool, str | None, bool], str] = {}
+        self.css = (templates / STYLESHEET).read_text(encoding="utf-8")
+        self.html_template = self.env.get_template(HTML_TEMPLATE)
+        self.text_template = self.env.get_template(TEXT_TEMPLATE)
+        self.subject = subject
+        self.welcome_subject = welcome_subject
+        self.max_html_bytes = max_html_bytes
+        self.archive_url = archive_url
+        self.unsubscribe_address = unsubscribe_address
+        self.renders = 0
+
+    def _subject(self, digest: Digest, day: date) -> str:
+        template = self.welcome_subject if digest.welcome else self.subject
+        return template.format(
+            count=digest.count, keywords=", ".join(digest.keywords), date=day.isoformat()
+        )
+
+    def _context(
+        self, digest: Digest, subscribed: Sequence[str], day: date, person: Personal | None
+    ) -> dict[str, object]:
+        return {
+            "digest": digest,
+            "sections": digest.sections,
+            "subscribed": subscribed,
+            "subject": self._subject(digest, day),
+            "date": day.isoformat(),
+            "css": self.css,
+            "archive_url": self.archive_url,
+            "unsubscribe_address": self.unsubscribe_address,
+            **(SLOTS if person is None else _personal_parts(person)),
+        }
+
+    def _html(self, context: Mapping[str, object]) -> str:
+        """jinja2, then premailer: the expensive pass, counted in `renders`."""
+        self.renders += 1
+        return premailer.Premailer(
+            self.html_template.render(context),
+            allow_network=False,
+            allow_loading_external_files=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform()
+
+    def _wordwrap(
+        self,
+        text: str,
+        width: int = 79,
+        break_long_words: bool = True,
+        wrapstring: str | None = None,
+        break_on_hyphens: bool = True,
+    ) -> str:
+        """jinja's wordwrap, remembered for the renderer's life (one cycle): a paper's
+        abstract is wrapped once, not once per digest it appears in (textwrap made
+        the text part as slow as premailer)."""
+        key = (text, width, break_long_words, wrapstring, break_on_hyphens)
+        if key not in self._wrapped:
+            self._wrapped[key] = jinja2.filters.do_wordwrap(self.env, *key)
+        return self._wrapped[key]
+
+    def render(
+        self,
+        digest: Digest,
+        subscribed: Sequence[str],
+        day: date,
+        person: Personal | None = None,
+    ) -> Rendered:
+        """Render and inline; when the HTML is over the limit, drop the oldest papers
+        and say how many more are in the archive.
+
+        Without `person` the personal parts are slots, filled in per person later
+        (`MailTemplate`); with it, they are rendered in like everything else (one
+        person's digest: the preview, and the reference the shared path is tested against).
+        """
+        context = self._context(digest, subscribed, day, person)
+        html = self._html(context)
+        if len(html.encode()) > self.max_html_bytes - PERSONAL_MARGIN:
+            digest, html = self._fit(digest, subscribed, day, person, len(html.encode()))
+            context = self._context(digest, subscribed, day, person)
+        return Rendered(digest, str(context["subject"]), html, self.text_template.render(context))
+
+    def _fit(
+        self,
+        digest: Digest,
+        subscribed: Sequence[str],
+        day: date,
+        person: Personal | None,
+        full_size: int,
+    ) -> tuple[Digest, str]:
+        """The digest trimmed to the most (newest) papers whose HTML fits, and that HTML.
+
+        Each try is a premailer pass, so the count to try next is interpolated
+        between the largest that fits and the smallest that does not (the size grows
+        about linearly with the papers): two to four tries where a binary search
+        takes six for 60 papers. A step that does not halve the range is followed
+        by a bisection, so odd sizes take at most twice the binary search's tries.
+        """
+        limit = self.max_html_bytes - PERSONAL_MARGIN
+        total = sum(len(s.items) for s in digest.sections)
+
+        def attempt(keep: int) -> tuple[Digest, str, int]:
+            trimmed = trim_oldest(digest, keep)
+            html = self._html(self._context(trimmed, subscribed, day, person))
+            return trimmed, html, len(html.encode())
+
+        fits = (0, *attempt(0))  # with no papers it fits (and if not, it is the best we have)
+        over_keep, over_size = total, full_size
+        bisect = False
+        while over_keep - fits[0] > 1:
+            low, _, _, low_size = fits
+            if bisect:
+                keep = (low + over_keep) // 2
+            else:
+                share = (limit - low_size) / max(over_size - low_size, 1)
+                keep = min(max(low + int(share * (over_keep - low)), low + 1), over_keep - 1)
+            width = over_keep - low
+            trimmed, html, size = attempt(keep)
+            if size <= limit:
+                fits = (keep, trimmed, html, size)
+            else:
+                over_keep, over_size = keep, size
+            bisect = not bisect and over_keep - fits[0] > width // 2
+        keep, trimmed, html, _ = fits
+        log.info(
+            "digest: %d of %d papers fit in %d bytes of HTML", keep, total, self.max_html_bytes
+        )
+        return trimmed, html

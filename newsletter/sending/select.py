@@ -1,0 +1,99 @@
+"""Who gets which papers: a subscriber's digest, chosen from the stored papers (pure).
+
+Selection is a pure function of (the subscriber's keywords, their last
+delivered cycle, the stored papers), so subscribers with the same keywords and
+the same history get the same `Digest` and can share one render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from ..papers import StoredPaper, order_key
+
+
+@dataclass(frozen=True)
+class Item:
+    stored: StoredPaper
+    tags: tuple[str, ...]  # the paper's other keywords
+
+
+@dataclass(frozen=True)
+class Section:
+    keyword: str
+    items: tuple[Item, ...]
+    more: int = 0  # papers left out to stay under the size limit
+
+
+@dataclass(frozen=True)
+class Digest:
+    sections: tuple[Section, ...]
+    welcome: bool = False
+
+    @property
+    def count(self) -> int:
+        return sum(len(s.items) + s.more for s in self.sections)
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(s.keyword for s in self.sections)
+
+    def paper_ids(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple((s.keyword, tuple(i.stored.paper.id for i in s.items)) for s in self.sections)
+
+
+def select(
+    keywords: Sequence[str],
+    order: Sequence[str],
+    pending: Iterable[StoredPaper],
+) -> Digest:
+    """Each paper once, under its first matching keyword in settings order; the
+    subscriber's other matching keywords become tags; newest first."""
+    chosen = [k for k in order if k in keywords]
+    placed: dict[str, list[Item]] = {k: [] for k in chosen}
+    seen: set[str] = set()
+    for stored in pending:
+        if stored.paper.id in seen:
+            continue
+        home = next((k for k in chosen if k in stored.keywords), None)
+        if home is None:
+            continue
+        seen.add(stored.paper.id)
+        tags = tuple(k for k in order if k in stored.keywords and k != home)
+        placed[home].append(Item(stored, tags))
+    return Digest(
+        tuple(
+            Section(k, tuple(sorted(items, key=lambda i: order_key(i.stored.paper), reverse=True)))
+            for k, items in placed.items()
+            if items
+        )
+    )
+
+
+def select_new(
+    keywords: Sequence[str], order: Sequence[str], papers: Iterable[StoredPaper], after_cycle: int
+) -> Digest:
+    """The papers first seen after the subscriber's last delivered cycle, on their keywords."""
+    return select(keywords, order, (p for p in papers if p.first_seen > after_cycle))
+
+
+def select_welcome(
+    keywords: Sequence[str], order: Sequence[str], newest: Mapping[str, Sequence[StoredPaper]]
+) -> Digest:
+    """A new subscriber's first issue: the latest papers of their keywords, so nobody waits."""
+    digest = select(keywords, order, (p for k in keywords for p in newest.get(k, ())))
+    return replace(digest, welcome=True)
+
+
+def trim_oldest(digest: Digest, keep: int) -> Digest:
+    """Keep the `keep` newest papers; each section counts what it lost in `more`."""
+    everything = sorted(
+        (i.stored.paper for s in digest.sections for i in s.items), key=order_key, reverse=True
+    )
+    kept = {p.id for p in everything[:keep]}
+    sections = []
+    for s in digest.sections:
+        items = tuple(i for i in s.items if i.stored.paper.id in kept)
+        sections.append(Section(s.keyword, items, s.more + len(s.items) - len(items)))
+    return Digest(tuple(sections), digest.welcome)

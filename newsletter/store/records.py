@@ -1,0 +1,49 @@
+"""The records of mail state the store keeps: deliveries, confirmation requests, queued replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What we know of one subscription's mail: O(1) per subscriber, never per paper."""
+
+    key: str  # the address, case-folded
+    since: str = ""  # the subscription's start (its file's `created`); another means a new one
+    last_cycle: int = 0  # every paper first seen up to this cycle has been delivered
+    last_sent: str = ""
+    failures: int = 0  # consecutive temporary failures
+    bounces: int = 0  # consecutive permanent refusals
+    state: str = "active"  # active | bouncing
+    last_error: str = ""
+    last_bounce: str = ""  # when a bounce report (DSN) last arrived; see BOUNCE_MEMORY
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A change asked for by email, waiting for the reply that carries its code.
+
+    Only a hash of the code is kept: someone who can read the store still
+    cannot confirm a request for somebody else's address.
+    """
+
+    key: str  # the address, case-folded; one pending request per address
+    email: str
+    action: str  # subscribe | keywords | unsubscribe
+    code_hash: str
+    created: str
+    expires: str
+    keywords: tuple[str, ...] = ()
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class QueuedReply:
+    """A reply saved with the effect it reports, sent after the store is written."""
+
+    id: int
+    recipient: str
+    data: bytes
+    created: str
+    tries: int = 0
