@@ -103,7 +103,7 @@ class Daemon:
 
     # -- scheduling ---------------------------------------------------------------
 
-    def _schedule_jobs(self) -> None:
+    def schedule_jobs(self) -> None:
         self.scheduler.clear()
         s = self.settings.schedule
         try:
@@ -195,10 +195,10 @@ class Daemon:
         old = self.settings
         self.settings = new
         try:
-            self._schedule_jobs()
+            self.schedule_jobs()
         except ConfigError as err:
             self.settings = old
-            self._schedule_jobs()
+            self.schedule_jobs()
             log.error("reload refused, keeping the previous settings: %s", err)
             return
         if new.web != old.web or new.subscribers != old.subscribers:
@@ -244,7 +244,7 @@ class Daemon:
         """The daemon: runs until SIGTERM/SIGINT; returns the exit code."""
         alive = threading.Event()
         with self._opened():
-            self._schedule_jobs()
+            self.schedule_jobs()
             self._start_web()
             next_utc = next_due(self.settings.schedule)
             self.notifier.ready(f"waiting; next run {next_utc:%Y-%m-%d %H:%M} UTC")

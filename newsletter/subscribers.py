@@ -13,10 +13,13 @@ import logging
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import tomli_w
 
 from .addresses import AddressError, address_key, normalize_address
 from .errors import NewsletterError
@@ -67,9 +70,14 @@ def canonical_keywords(requested: Sequence[str], known: Sequence[str]) -> tuple[
 
 
 def check_name(name: str) -> str:
+    """The name as it will be greeted and saved: spaces folded; refused when it holds a
+    line break or another control character, or bytes that were not UTF-8 (which a
+    command line hands over as lone surrogates), since neither survives a file."""
     if any(c in name for c in "\r\n\0"):
         raise SubscriberError("the name must not contain line breaks")
     name = " ".join(name.split())
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        raise SubscriberError("the name must be UTF-8 text without control characters")
     if len(name) > MAX_NAME:
         raise SubscriberError(f"the name must be at most {MAX_NAME} characters")
     return name
@@ -166,26 +174,24 @@ def load_subscribers(directory: Path, known: Sequence[str]) -> Roster:
     return Roster(tuple(found.values()), tuple(problems))
 
 
-def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
+HEADER = (
+    "# A Daily Papers subscription. Change the keywords freely (names as in\n"
+    "# settings.toml); delete this file, or run `newsletter unsubscribe`, to stop.\n"
+)
 
 
 def render_subscriber(subscriber: Subscriber) -> str:
-    keywords = ", ".join(_toml_string(k) for k in subscriber.keywords)
-    lines = [
-        "# A Daily Papers subscription. Change the keywords freely (names as in",
-        "# settings.toml); delete this file, or run `newsletter unsubscribe`, to stop.",
-        f"email = {_toml_string(subscriber.email)}",
-    ]
+    """The file's text: a comment for whoever opens it, then TOML written by tomli-w,
+    so any name that `check_name` accepts reads back exactly."""
+    table: dict[str, object] = {"email": subscriber.email}
     if subscriber.name:
-        lines.append(f"name = {_toml_string(subscriber.name)}")
-    lines.append(f"keywords = [{keywords}]")
+        table["name"] = subscriber.name
+    table["keywords"] = list(subscriber.keywords)
     for key in ("source", "created", "confirmed"):
         value = getattr(subscriber, key)
         if value:
-            lines.append(f"{key} = {_toml_string(value)}")
-    return "\n".join(lines) + "\n"
+            table[key] = value
+    return HEADER + tomli_w.dumps(table)
 
 
 def _read_raw(path: Path) -> dict[str, object]:

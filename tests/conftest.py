@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from arxiv_server import FakeArxiv
 from smtp_server import SmtpServer
 
@@ -19,38 +19,6 @@ from newsletter.subscribers import Subscriber, save_subscriber
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_KEYWORDS = ["Hallucination", "MLLM", "Reasoning", "Reward Model"]
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(value)
-
-
-def toml_dumps(data: dict[str, Any]) -> str:
-    """Enough TOML for settings: scalars, tables, arrays of tables."""
-    lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and not _is_tables(v)}
-    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{key}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
-        elif _is_tables(value):
-            for table in value:
-                lines.append(f"\n[[{key}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _is_tables(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 def settings_dict(
@@ -115,7 +83,7 @@ def make_settings(
         for section, values in changes.items():
             data.setdefault(section, {}).update(values)
         path = tmp_path / "settings.toml"
-        path.write_text(toml_dumps(data))
+        path.write_text(tomli_w.dumps(data))
         return load_settings(path)
 
     return make

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+import tomli_w
 from arxiv_server import entry
 from conftest import REPO, run_cli, subscribe
 from digest_reader import html_part, paper_ids, text_part
@@ -57,9 +58,7 @@ def test_every_shipped_key_with_a_wrong_type_is_refused_naming_it(tmp_path, sect
 
 
 def _dump(data: dict[str, Any]) -> str:
-    from conftest import toml_dumps
-
-    return toml_dumps(data)
+    return tomli_w.dumps(data)
 
 
 # -- subscriber files -------------------------------------------------------------------

@@ -13,12 +13,14 @@ import socket
 import subprocess
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import tomli_w
 from arxiv_server import entry
 from conftest import REPO, cli_command, cli_env, run_cli, subscribe
 from mails import INBOX, confirmation_code, deliver, mail, make_maildir
@@ -118,7 +120,7 @@ def test_catch_up_only_when_a_scheduled_time_passed_since_the_last_cycle():
 def test_non_utc_schedule_becomes_the_right_local_next_run(make_settings):
     settings = make_settings(schedule={"times": ["07:00"], "timezone": "Asia/Tokyo"})
     daemon = Daemon(settings)
-    daemon._schedule_jobs()
+    daemon.schedule_jobs()
     local = daemon.next_run()
     assert local is not None
     tokyo = local.astimezone().astimezone(ZoneInfo("Asia/Tokyo"))
@@ -135,7 +137,7 @@ def test_a_failing_cycle_is_recorded_and_rescheduled(make_settings, arxiv_server
     daemon = Daemon(settings)
     daemon.store = Store(settings.store.path)
     try:
-        daemon._schedule_jobs()
+        daemon.schedule_jobs()
         (job,) = daemon.scheduler.jobs
         job.next_run = datetime.now() - timedelta(seconds=1)
         daemon.scheduler.run_pending()  # the cycle raises TemplateNotFound inside
@@ -152,7 +154,7 @@ def test_a_run_due_while_a_cycle_was_running_is_skipped(make_settings, arxiv_ser
     daemon = Daemon(settings)
     daemon.store = Store(settings.store.path)
     try:
-        daemon._schedule_jobs()
+        daemon.schedule_jobs()
         (job,) = daemon.scheduler.jobs
         due = datetime.now() - timedelta(seconds=1)
         job.next_run = due
@@ -234,15 +236,15 @@ def test_sighup_reloads_settings_and_keeps_them_when_invalid(make_settings, proc
     settings = make_settings(schedule={"run_on_start": False})
     daemon = start(processes, settings)
     daemon.wait_for("running: cycles at")
-    text = settings.file.read_text()
+    data = tomllib.loads(settings.file.read_text())
 
-    settings.file.write_text(
-        text.replace('name = "MLLM"', 'name = "MLLM"\n\n[[keywords]]\nname = "Reasoning"')
-    )
+    data["keywords"].append({"name": "Reasoning"})
+    settings.file.write_text(tomli_w.dumps(data))
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for(r"reloaded .*settings.toml: 3 keywords")
 
-    settings.file.write_text(text.replace("\ndelay_seconds = 0\n", '\ndelay_seconds = "fast"\n'))
+    data["arxiv"]["delay_seconds"] = "fast"
+    settings.file.write_text(tomli_w.dumps(data))
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for(
         r"reload refused, keeping the previous settings: .*delay_seconds must be a number"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import tomllib
 
 from arxiv_server import entry
-from conftest import run_cli, subscribe
+from conftest import cli_command, cli_env, run_cli, subscribe
 
 from newsletter.store import Store
 from newsletter.subscribers import file_name, load_subscribers
@@ -79,6 +81,37 @@ def test_name_with_line_break_is_refused(make_settings):
     settings = make_settings()
     result = cli(settings, "subscribe", "a@example.org", "--keyword", "MLLM", "--name", "A\nB")
     assert result.returncode == 2 and "line breaks" in result.stderr
+
+
+def test_names_beyond_the_basic_plane_are_saved_and_read_back_exactly(make_settings):
+    settings = make_settings()
+    # A flag (two regional indicators), a tag character (U+E0041) and an accent.
+    name = "Zoë \U0001f1eb\U0001f1f7 \U000e0041"
+    result = cli(settings, "subscribe", "zoe@example.org", "--keyword", "MLLM", "--name", name)
+    assert result.returncode == 0, result.stderr
+    path = settings.subscribers.dir / "zoe@example.org.toml"
+    assert tomllib.loads(path.read_text(encoding="utf-8"))["name"] == name
+    listed = cli(settings, "subscribers")
+    assert f"zoe@example.org ({name}): MLLM" in listed.stdout
+    assert "0 files skipped" in listed.stdout
+
+
+def test_names_that_would_not_survive_a_file_are_refused_in_one_line(make_settings, tmp_path):
+    settings = make_settings()
+    command = cli_command("--settings", str(settings.file), "subscribe", "bob@example.org")
+    command += ["--keyword", "MLLM", "--name"]
+    for name in (b"Bob\x07", b"Bob \xff\xfe"):  # a control character; bytes that are not UTF-8
+        result = subprocess.run(
+            [os.fsencode(part) for part in command] + [name],
+            capture_output=True,
+            env=cli_env(),
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.decode() == (
+            "bob@example.org: the name must be UTF-8 text without control characters\n"
+        )
+    assert not list(settings.subscribers.dir.glob("*.toml"))
 
 
 def test_unsubscribe_removes_the_file(make_settings):

@@ -3,7 +3,7 @@ a "." added to every line that starts with one, so that no line of the message
 can be read as the "." line that ends it, and that line (`END`).
 
 aiosmtplib's `data()` does this with two regular expressions over every byte
-of every message, the largest cost of sending a 100 kB digest. A digest is
+of every message, the largest cost of sending a digest. A digest is
 the same bytes for thousands of people, so `MailTemplate` applies `stuffed` to
 its shared pieces once and to each person's few bytes per message; other
 messages go through `wire_form`. The mailer sends what it is given as is.
