@@ -146,10 +146,10 @@ def keyword_papers(texts: Sequence[Text]) -> tuple[dict[str, list[Paper]], dict[
 def fill_store(store: Store, fetched: dict[str, list[Paper]], first_seen: dict[str, int]) -> None:
     """The cycles before the one we measure, as they happened."""
     for cycle in range(1, CYCLE):
-        number = store.begin_cycle()
+        number = store.cycles.begin()
         with store.batch():
-            store.apply_fetch(number, seen_by(fetched, first_seen, cycle))
-        store.finish_cycle(number)
+            store.papers.apply_fetch(number, seen_by(fetched, first_seen, cycle))
+        store.cycles.finish(number)
 
 
 def seen_by(
@@ -214,8 +214,8 @@ def write_people(settings: Settings, store: Store, people: People) -> None:
         for subscriber in people.subscribers:
             last = people.history.get(subscriber.key)
             if last is not None:
-                store.record_sent(subscriber.key, subscriber.created, last)
-        store.flush_deliveries()
+                store.deliveries.record_sent(subscriber.key, subscriber.created, last)
+        store.deliveries.flush()
 
 
 SETTINGS = """\
@@ -587,9 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             del people
             # The measured cycle starts as cycle.py runs it: begin, then the diff.
             writes, write_seconds = store.writes, store.write_seconds
-            cycle = store.begin_cycle()
+            cycle = store.cycles.begin()
             with store.batch():
-                store.apply_fetch(cycle, seen_by(fetched, first_seen, CYCLE))
+                store.papers.apply_fetch(cycle, seen_by(fetched, first_seen, CYCLE))
 
             print("the real path's parts, each timed alone:", flush=True)
             prepared = measure_parts(settings, store, cycle, table)
@@ -604,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = measure_ceiling(settings, prepared, data, "before", sink, table)
             real = measure_real(settings, store, cycle, sink, table)
             after = measure_ceiling(settings, prepared, data, "after", sink, table)
-            store.finish_cycle(cycle)
+            store.cycles.finish(cycle)
             table.add(
                 "store writes in the whole cycle",
                 f"{store.writes - writes} (begin, diff, mail, end), "
@@ -640,8 +640,10 @@ def measure_recording(folder: Path, count: int, table: Table) -> None:
     with Store(folder / "store.json") as store:
         started = time.perf_counter()
         for i in range(count):
-            store.record_sent(f"reader{i:05d}@example.edu", "2025-01-01T09:00:00+00:00", 1)
-        store.flush_deliveries()
+            store.deliveries.record_sent(
+                f"reader{i:05d}@example.edu", "2025-01-01T09:00:00+00:00", 1
+            )
+        store.deliveries.flush()
         seconds = time.perf_counter() - started
         table.add(
             f"record {count} deliveries: journal",
@@ -670,10 +672,10 @@ def measure_diff(folder: Path, texts: Sequence[Text], size: int, table: Table) -
         for k, keyword in enumerate(KEYWORDS)
     }
     with Store(path) as store:
-        number = store.begin_cycle()
+        number = store.cycles.begin()
         with store.batch():
-            store.apply_fetch(number, stored)
-        store.finish_cycle(number)
+            store.papers.apply_fetch(number, stored)
+        store.cycles.finish(number)
     size_mb = path.stat().st_size / 1e6
     fetched = {}
     for k, keyword in enumerate(KEYWORDS):
@@ -691,16 +693,16 @@ def measure_diff(folder: Path, texts: Sequence[Text], size: int, table: Table) -
     store, open_seconds = timed(lambda: Store(path))
     with store:
         table.add(
-            f"open a store of {store.paper_count()} papers",
+            f"open a store of {store.papers.count()} papers",
             f"{open_seconds * 1000:.0f} ms ({size_mb:.0f} MB)",
         )
         writes = store.writes
-        number = store.begin_cycle()
+        number = store.cycles.begin()
         with store.batch():  # as cycle.py does: the diff, then one write
-            diff, diff_seconds = timed(lambda: store.apply_fetch(number, fetched))
+            diff, diff_seconds = timed(lambda: store.papers.apply_fetch(number, fetched))
             written = store.write_seconds
         write_seconds = store.write_seconds - written
-        store.finish_cycle(number)
+        store.cycles.finish(number)
         new = sum(d.new for d in diff.values())
         updated = sum(d.updated for d in diff.values())
         table.add(

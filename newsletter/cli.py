@@ -83,7 +83,7 @@ def _is_bouncing(settings: Settings, email: str) -> bool:
     if not settings.store.path.exists():
         return False
     with Store(settings.store.path, lock=False) as store:
-        return store.is_bouncing(address_key(email.strip()))
+        return store.deliveries.is_bouncing(address_key(email.strip()))
 
 
 def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,7 +103,7 @@ def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
     deliveries = {}
     if settings.store.path.exists():
         with Store(settings.store.path, lock=False) as store:
-            deliveries = store.deliveries()
+            deliveries = store.deliveries.all()
     for subscriber in roster.subscribers:
         delivery = deliveries.get(subscriber.key)
         if is_new_subscription(subscriber, delivery):

@@ -1,6 +1,6 @@
 """Named places where the process can be told to kill itself, for the crash tests.
 
-`NEWSLETTER_CRASH_AT=store-write-middle` makes the process SIGKILL itself the
+`NEWSLETTER_CRASH_AT=state-write-middle` makes the process SIGKILL itself the
 first time it reaches that point; `name:3` on the third time. Choosing the
 instant by name instead of by timing makes every crash test deterministic. When
 the variable is unset (always, in production) a checkpoint costs one dict lookup.

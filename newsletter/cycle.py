@@ -23,6 +23,7 @@ from .crashpoints import crashpoint
 from .fetch.client import ArxivClient, FetchError
 from .fetch.keywords import fetch_keyword
 from .papers import Paper
+from .retention import papers_to_keep, pending_since
 from .sending.deliver import DeliveryReport, deliver_digests
 from .store import Store
 
@@ -92,8 +93,9 @@ def write_archive_files(
     return update_archive(
         settings.archive,
         settings.keyword_names,
-        store.stored_papers(),
+        store.papers.stored(),
         today or datetime.now(UTC).date(),
+        store.papers.published_of,
     )
 
 
@@ -162,14 +164,16 @@ def run_cycle(
     started = time.monotonic()
     stop = stop or threading.Event()
     progress = progress or (lambda text: None)
-    number = store.begin_cycle()
+    number = store.cycles.begin()
     log.info("cycle %d: fetching %d keywords", number, len(settings.keywords))
     try:
         return _run(settings, store, number, started, today, stop, progress)
     except BaseException as err:
         with contextlib.suppress(Exception):
-            store.finish_cycle(number, error=f"{type(err).__name__}: {err}")
+            store.cycles.finish(number, error=f"{type(err).__name__}: {err}")
         raise
+    finally:
+        store.papers.release_seen()
 
 
 def _run(
@@ -187,7 +191,7 @@ def _run(
 
     client = ArxivClient(settings.arxiv, sleep=sleep)
     fetched, errors, interrupted = _fetch_all(
-        settings, client, store.keywords_with_papers(), stop, progress
+        settings, client, store.papers.keywords(), stop, progress
     )
     crashpoint("after-fetch")
     if interrupted:
@@ -206,21 +210,18 @@ def _run(
         KeywordReport(name=k.name, fetched=len(fetched.get(k.name, ())), error=errors.get(k.name))
         for k in settings.keywords
     )
-    with store.batch():
-        diffs = store.apply_fetch(number, fetched)
-        keywords = tuple(
-            replace(k, new=diffs[k.name].new, updated=diffs[k.name].updated)
-            if k.name in diffs
-            else k
+    diffs = store.papers.apply_fetch(number, fetched)
+    keywords = tuple(
+        replace(k, new=diffs[k.name].new, updated=diffs[k.name].updated) if k.name in diffs else k
+        for k in keywords
+    )
+    store.cycles.update(
+        number,
+        keywords={
+            k.name: {"fetched": k.fetched, "new": k.new, "updated": k.updated, "error": k.error}
             for k in keywords
-        )
-        store.update_cycle(
-            number,
-            keywords={
-                k.name: {"fetched": k.fetched, "new": k.new, "updated": k.updated, "error": k.error}
-                for k in keywords
-            },
-        )
+        },
+    )
 
     archive_error = None
     written = False
@@ -247,6 +248,14 @@ def _run(
         )
         log.info("%s", delivery.summary())
 
+    pending = pending_since(store.deliveries.all().values(), number)
+    keep = papers_to_keep(
+        settings, store.papers.stored(), pending, pages_written=archive_error is None
+    )
+    pruned = store.papers.prune(keep)
+    if pruned:
+        log.info("store: %d papers no longer shown anywhere kept as seen ids", pruned)
+
     report = CycleReport(
         number=number,
         keywords=keywords,
@@ -257,7 +266,7 @@ def _run(
         interrupted=stop.is_set(),
         publish=published,
     )
-    store.finish_cycle(
+    store.cycles.finish(
         number,
         archive_error=archive_error,
         interrupted=report.interrupted,

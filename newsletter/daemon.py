@@ -220,7 +220,7 @@ class Daemon:
 
     def _catch_up_needed(self) -> bool:
         assert self.store is not None
-        finished = [c["finished"] for c in self.store.cycles() if c.get("finished")]
+        finished = [c["finished"] for c in self.store.cycles.all() if c.get("finished")]
         last = datetime.fromisoformat(max(finished)) if finished else None
         return missed_since(self.settings.schedule, last)
 

@@ -8,6 +8,7 @@ entry and we must not mail a revised paper as news a second time.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -137,11 +138,9 @@ def all_by_keyword(
     }
 
 
-def newest_by_keyword(
-    stored: Iterable[StoredPaper], names: Sequence[str], limit: int
-) -> dict[str, list[StoredPaper]]:
-    """Each keyword's newest `limit` papers."""
-    return {name: entries[:limit] for name, entries in all_by_keyword(stored, names).items()}
+def newest_after(entries: Iterable[StoredPaper], after_cycle: int, limit: int) -> list[StoredPaper]:
+    """The first `limit` of `entries` (newest first) first seen after a cycle."""
+    return list(itertools.islice((e for e in entries if e.first_seen > after_cycle), limit))
 
 
 class _Author(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .clock import next_due
@@ -47,16 +48,21 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     cycles: list[dict[str, Any]] = []
     states = {"active": 0, "new": 0, "bouncing": 0}
     pending = 0
-    papers = 0
+    papers = {"full": 0, "seen_ids": 0}
+    disk = {"bytes": 0, "backup": None}
     if settings.store.path.exists():
         with Store(settings.store.path, lock=False) as store:
-            papers = store.paper_count()
-            for cycle in store.cycles()[-RECENT_CYCLES:]:
+            papers = {"full": store.papers.count(), "seen_ids": len(store.papers.seen())}
+            disk["bytes"] = sum(_size(path) for path in store.files())
+            backup = store.backup()
+            if backup is not None:
+                disk["backup"] = {"path": str(backup), "bytes": _size(backup)}
+            for cycle in store.cycles.all()[-RECENT_CYCLES:]:
                 cycles.append(cycle | {"seconds": _duration(cycle)})
             groups, _, _ = plan_all(settings, store, roster)
             pending = sum(len(members) for members in groups.members.values())
             for subscriber in roster.subscribers:
-                delivery = store.delivery(subscriber.key)
+                delivery = store.deliveries.get(subscriber.key)
                 if is_new_subscription(subscriber, delivery):
                     states["new"] += 1
                 else:
@@ -67,6 +73,7 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
         "daemon_pid": _daemon_pid(settings),
         "store": str(settings.store.path),
         "papers": papers,
+        "state_on_disk": disk,
         "cycles": cycles,
         "next_run": next_due(settings.schedule, now).isoformat(),
         "schedule": {
@@ -82,14 +89,33 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def format_status(status: dict[str, Any]) -> str:
     pid = status["daemon_pid"]
+    papers, disk = status["papers"], status["state_on_disk"]
     lines = [
         f"daemon: {'running (pid ' + str(pid) + ')' if pid else 'not running'}",
-        f"store: {status['store']} ({status['papers']} papers)",
+        f"store: {status['store']} ({_megabytes(disk['bytes'])} on disk; "
+        f"{papers['full']} papers in full, {papers['seen_ids']} only as seen ids)",
         f"next run: {status['next_run']} (at {', '.join(status['schedule']['times'])} "
         f"{status['schedule']['timezone']})",
     ]
+    if disk["backup"]:
+        backup = disk["backup"]
+        lines.append(
+            f"old store kept: {backup['path']} ({_megabytes(backup['bytes'])}), from before "
+            "its conversion; delete it once you will not go back to the earlier release"
+        )
     s = status["subscribers"]
     lines.append(
         f"subscribers: {s['total']} ({s['active']} active, {s['new']} new, "

@@ -11,7 +11,7 @@ from arxiv_server import FIXTURES, entry, seed_entries
 from newsletter.archive.files import write_archive
 from newsletter.archive.markdown import comment_cell, escape_cell, render_archive, row
 from newsletter.cycle import run_cycle
-from newsletter.papers import Paper, StoredPaper, newest_by_keyword
+from newsletter.papers import Paper, StoredPaper, all_by_keyword
 from newsletter.store import Store
 
 SEED_DAY = date(2025, 3, 7)
@@ -84,13 +84,13 @@ def test_rows_newest_first_by_published_ties_by_id_descending():
         paper("2502.00001", published=datetime(2025, 2, 1, tzinfo=UTC), updated=same),
         paper("2503.00005", published=datetime(2025, 3, 3, tzinfo=UTC)),
     ]
-    grouped = newest_by_keyword((StoredPaper(p, ("K",), 1) for p in papers), ["K"], 3)
-    assert [s.paper.id for s in grouped["K"]] == ["2503.00005", "2503.00009", "2503.00001"]
+    grouped = all_by_keyword((StoredPaper(p, ("K",), 1) for p in papers), ["K"])
+    assert [s.paper.id for s in grouped["K"]][:3] == ["2503.00005", "2503.00009", "2503.00001"]
 
 
 def test_a_paper_appears_under_every_keyword_it_matched():
     p = StoredPaper(paper(), ("A", "B"), 1)
-    grouped = newest_by_keyword([p], ["A", "B", "C"], 10)
+    grouped = all_by_keyword([p], ["A", "B", "C"])
     assert grouped == {"A": [p], "B": [p], "C": []}
 
 
@@ -150,7 +150,7 @@ def test_archive_keeps_at_most_max_papers(make_settings, arxiv_server):
     settings = make_settings(keywords=["Hallucination"], archive={"max_papers": 3})
     with Store(settings.store.path) as store:
         report = run_cycle(settings, store)
-        assert store.paper_count() == 7
+        assert store.papers.count() == 7
     assert report.keywords[0].archived == 3
     text = settings.archive.path.read_text()
     assert [int(n) for n in re.findall(r"Hallucination (\d+)\]", text)] == [7, 6, 5]

@@ -48,8 +48,9 @@ SECOND = [
 # without recording it: that message is the one allowed duplicate)
 KILL_POINTS = [
     ("after-fetch", False),
-    ("store-write-middle:1", False),  # the cycle's start record
-    ("store-write-middle:2", False),  # the diff
+    ("state-write-middle:1", False),  # the cycle's start record
+    ("papers-write-middle:1", False),  # the diff
+    ("state-write-middle:2", False),  # the keywords' counts in the cycle record
     ("after-diff", False),
     ("archive-write-middle", False),
     ("after-archive", False),
@@ -57,7 +58,7 @@ KILL_POINTS = [
     ("after-send:1", False),
     ("before-record:3", True),
     ("after-send:3", False),
-    ("store-write-middle:3", False),  # folding the delivery journal into the store
+    ("state-write-middle:3", False),  # folding the delivery journal into the state file
 ]
 
 
@@ -98,7 +99,7 @@ def test_kill_anywhere_then_run_again_loses_nothing(
 
     with Store(settings.store.path) as store:  # loads; replays the delivery journal
         report = run_cycle(settings, store, today=date(2025, 3, 3))
-        assert store.paper_count() == 8
+        assert store.papers.count() == 8
     assert report.ok
     assert not list(settings.store.path.parent.glob(".*.tmp")), "temp files cleaned up"
 
@@ -145,5 +146,5 @@ def test_two_runs_at_once_one_proceeds_the_other_refuses(make_settings, arxiv_se
         second.stderr,
     )
     with Store(settings.store.path) as store:
-        assert store.paper_count() == 4
-        assert len(store.cycles()) == 1
+        assert store.papers.count() == 4
+        assert len(store.cycles.all()) == 1

@@ -16,7 +16,7 @@ def test_second_cycle_finds_only_new_ids(make_settings, arxiv_server):
         arxiv_server.add(entry("2503.00003", "Hallucination three", day="2025-03-02"))
         second = run_cycle(settings, store)
         third = run_cycle(settings, store)
-        by_id = {s.paper.id: s for s in store.stored_papers()}
+        by_id = {s.paper.id: s for s in store.papers.stored()}
     assert [k.new for k in first.keywords] == [1, 1]
     assert [k.new for k in second.keywords] == [1, 0]
     assert [k.new for k in third.keywords] == [0, 0]
@@ -42,7 +42,7 @@ def test_new_version_updates_the_record_but_is_not_new(make_settings, arxiv_serv
             )
         )
         report = run_cycle(settings, store)
-        (record,) = [s for s in store.stored_papers() if s.paper.id == "2503.00001"]
+        (record,) = [s for s in store.papers.stored() if s.paper.id == "2503.00001"]
     assert report.keywords[0].new == 0 and report.keywords[0].updated == 1
     assert record.paper.version == 2
     assert record.paper.url == "http://arxiv.org/abs/2503.00001v2"
@@ -60,7 +60,7 @@ def test_paper_matching_two_keywords_is_stored_once(make_settings, arxiv_server)
     arxiv_server.add(entry("2503.00001", "MLLM Hallucination"))
     with Store(settings.store.path) as store:
         report = run_cycle(settings, store)
-        (record,) = store.stored_papers()
+        (record,) = store.papers.stored()
     assert record.keywords == ("Hallucination", "MLLM")
     assert [k.new for k in report.keywords] == [1, 1]
     assert settings.archive.path.read_text().count("**[MLLM Hallucination]") == 2
@@ -74,7 +74,7 @@ def test_failed_keyword_keeps_its_archive_rows(make_settings, arxiv_server):
         arxiv_server.add(entry("2503.00003", "MLLM three", day="2025-03-03"))
         arxiv_server.fail("status", status=503, phrase="Hallucination", times=None)
         report = run_cycle(settings, store)
-        assert store.paper_count() == 3
+        assert store.papers.count() == 3
     hallucination, mllm = report.keywords
     assert "HTTP 503" in hallucination.error and hallucination.archived == 1
     assert mllm.error is None and mllm.new == 1
@@ -100,7 +100,7 @@ def test_cycle_record_counts_per_keyword(make_settings, arxiv_server):
     arxiv_server.fail("status", status=400, phrase="MLLM", times=None)
     with Store(settings.store.path) as store:
         run_cycle(settings, store)
-        (cycle,) = store.cycles()
+        (cycle,) = store.cycles.all()
     assert cycle["finished"] is not None
     assert cycle["keywords"]["Hallucination"] == {
         "fetched": 1,
@@ -116,5 +116,7 @@ def test_store_is_written_a_bounded_number_of_times(make_settings, arxiv_server)
     arxiv_server.add(*(entry(f"2503.{n:05d}", f"Hallucination MLLM {n}") for n in range(300)))
     with Store(settings.store.path) as store:
         run_cycle(settings, store)
-        assert store.paper_count() == 100
-        assert store.writes == 3  # cycle start, the diff, cycle end
+        assert store.papers.count() == 100
+        # The state file: start, the keywords' counts, end; the papers: the diff (all 100
+        # are in the tables, so nothing is pruned).
+        assert store.write_counts() == {"state": 3, "papers": 1, "seen": 0}

@@ -142,9 +142,9 @@ def test_a_failing_cycle_is_recorded_and_rescheduled(make_settings, arxiv_server
         job.next_run = datetime.now() - timedelta(seconds=1)
         daemon.scheduler.run_pending()  # the cycle raises TemplateNotFound inside
         assert job.next_run > datetime.now(), "rescheduled despite the failure"
-        (cycle,) = daemon.store.cycles()
+        (cycle,) = daemon.store.cycles.all()
         assert cycle["error"].startswith("FileNotFoundError") and "digest.css" in cycle["error"]
-        assert daemon.store.paper_count() == 1, "what was fetched before the failure is kept"
+        assert daemon.store.papers.count() == 1, "what was fetched before the failure is kept"
     finally:
         daemon.store.close()
 
@@ -161,7 +161,7 @@ def test_a_run_due_while_a_cycle_was_running_is_skipped(make_settings, arxiv_ser
         daemon.last_cycle_started = (datetime.now() - timedelta(seconds=5)).astimezone(UTC)
         daemon.last_cycle_finished = datetime.now(UTC)
         daemon.scheduler.run_pending()
-        assert daemon.store.cycles() == [] and daemon.cycles_run == 0
+        assert daemon.store.cycles.all() == [] and daemon.cycles_run == 0
         assert job.next_run > datetime.now()
     finally:
         daemon.store.close()
@@ -194,7 +194,7 @@ def test_runs_on_schedule_in_a_non_utc_zone_and_stops_on_sigterm(
     assert len(arxiv_server.requests) == 1
     assert daemon.stop() == 0
     with Store(settings.store.path, lock=False) as store:
-        assert store.paper_count() == 1
+        assert store.papers.count() == 1
 
 
 def test_daemon_survives_a_failing_cycle_and_the_next_one_runs(
@@ -269,7 +269,7 @@ def test_sigterm_mid_send_exits_0_with_deliveries_saved(
     accepted = {m.to for m in smtp_server.messages}
     assert 2 <= len(accepted) < 8
     with Store(settings.store.path, lock=False) as store:
-        recorded = {k for k, d in store.deliveries().items() if d.last_cycle == 1}
+        recorded = {k for k, d in store.deliveries.all().items() if d.last_cycle == 1}
     assert recorded == accepted, "every accepted message was recorded, nothing else"
 
     smtp_server.delay = 0

@@ -117,7 +117,7 @@ def test_duplicate_entries_across_pages_are_folded(make_settings, arxiv_server):
     report = cycle(settings)
     assert report.ok
     with Store(settings.store.path, lock=False) as store:
-        ids = [s.paper.id for s in store.stored_papers()]
+        ids = [s.paper.id for s in store.papers.stored()]
     assert len(ids) == len(set(ids))
     assert settings.archive.path.read_text().count("**[MLLM ") == len(ids)
 
@@ -193,7 +193,7 @@ def test_smtp_550_for_one_recipient_counts_a_bounce_others_unaffected(
     report = cycle(settings)
     assert (report.delivery.sent, report.delivery.bounced) == (2, 1)
     with Store(settings.store.path, lock=False) as store:
-        assert store.delivery("ben@example.org").bounces == 1
+        assert store.deliveries.get("ben@example.org").bounces == 1
 
 
 def test_smtp_connection_dropped_in_data_is_retried_and_delivered_once(
@@ -256,13 +256,13 @@ def test_disk_full_gives_a_clear_error_and_keeps_store_and_archive(make_settings
     assert result.returncode == 1
     assert "cannot save the store: File too large; the previous file is intact" in result.stderr
     with Store(settings.store.path, lock=False) as store:  # loads: not truncated
-        assert [s.paper.id for s in store.stored_papers()] == ["2502.00001"]
+        assert [s.paper.id for s in store.papers.stored()] == ["2502.00001"]
     assert settings.archive.path.read_bytes() == archive_before
     assert not list(settings.store.path.parent.glob(".*.tmp"))
     again = run_cli("--settings", str(settings.file), "run", "--once")
     assert again.returncode == 0, again.stderr
     with Store(settings.store.path, lock=False) as store:
-        assert store.paper_count() == 31
+        assert store.papers.count() == 31
 
 
 @pytest.mark.skipif(

@@ -222,16 +222,18 @@ def test_bounce_reports_count_like_refusals_until_the_subscriber_is_bouncing(
 def test_a_bounce_report_is_forgotten_when_digests_are_accepted_a_week_later(tmp_path):
     path = tmp_path / "state.json"
     with Store(path) as store:
-        store.record_bounce("ann@example.org", "S", detail="bounce report: 5.2.2", max_bounces=3)
-        store.record_sent("ann@example.org", "S", 1)
-        assert store.delivery("ann@example.org").bounces == 1, "kept: reports come after"
-        store.flush_deliveries()
+        store.deliveries.record_bounce(
+            "ann@example.org", "S", detail="bounce report: 5.2.2", max_bounces=3
+        )
+        store.deliveries.record_sent("ann@example.org", "S", 1)
+        assert store.deliveries.get("ann@example.org").bounces == 1, "kept: reports come after"
+        store.deliveries.flush()
     # A digest accepted 8 days later, as the delivery journal records it.
     later = (datetime.now(UTC) + timedelta(days=8)).isoformat(timespec="seconds")
     line = {"key": "ann@example.org", "since": "S", "cycle": 2, "at": later}
     path.with_name("state.json.journal").write_text(json.dumps(line) + "\n")
     with Store(path) as store:
-        delivery = store.delivery("ann@example.org")
+        delivery = store.deliveries.get("ann@example.org")
         assert (delivery.bounces, delivery.last_cycle, delivery.last_bounce) == (0, 2, "")
 
 

@@ -58,7 +58,7 @@ def test_papers_past_the_cap_go_to_monthly_pages_newest_first(make_settings, arx
         "2025-02.md",
     ]
     with Store(settings.store.path, lock=False) as store:
-        stored = {s.paper.id: s.paper for s in store.stored_papers()}
+        stored = {s.paper.id: s.paper for s in store.papers.stored()}
     # Same table format as the README: its header row and its rows, byte for byte.
     assert february.endswith(
         TABLE_HEAD

@@ -75,12 +75,12 @@ def fill_two_cycles(store: Store, rng: random.Random) -> None:
     papers = seed_papers(rng)
     rng.shuffle(papers)
     for cycle, batch in ((1, papers[:28]), (2, papers[28:])):
-        assert store.begin_cycle() == cycle
+        assert store.cycles.begin() == cycle
         fetched: dict[str, list[Paper]] = {k: [] for k in SEED_KEYWORDS}
         for paper, keywords in batch:
             for keyword in keywords:
                 fetched[keyword].append(paper)
-        store.apply_fetch(cycle, fetched)
+        store.papers.apply_fetch(cycle, fetched)
 
 
 def random_subscribers(settings, store: Store, rng: random.Random) -> list[Subscriber]:
@@ -93,9 +93,9 @@ def random_subscribers(settings, store: Store, rng: random.Random) -> list[Subsc
         subscriber = subscribe(settings, email, *keywords, name=rng.choice(NAMES))
         history = rng.choice(("new", "new", 1, 1, 1, 0, 2))
         if history != "new":
-            store.record_sent(subscriber.key, subscriber.created, history)
+            store.deliveries.record_sent(subscriber.key, subscriber.created, history)
         people.append(subscriber)
-    store.flush_deliveries()
+    store.deliveries.flush()
     return people
 
 

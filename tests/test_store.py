@@ -17,7 +17,8 @@ def test_kill_during_store_write_leaves_a_loadable_store(make_settings, arxiv_se
     settings = make_settings()
     arxiv_server.add(entry("2503.00001", "Hallucination one"))
     assert run_cli("--settings", str(settings.file), "run", "--once").returncode == 0
-    before = settings.store.path.read_bytes()
+    papers_file = settings.store.path.with_name("newsletter.papers.json")
+    before = papers_file.read_bytes()
 
     arxiv_server.add(*(entry(f"2503.{n:05d}", f"MLLM {n}") for n in range(2, 60)))
     killed = run_cli(
@@ -25,19 +26,18 @@ def test_kill_during_store_write_leaves_a_loadable_store(make_settings, arxiv_se
         str(settings.file),
         "run",
         "--once",
-        env={"NEWSLETTER_CRASH_AT": "store-write-middle:2"},  # 1: cycle start, 2: the diff
+        env={"NEWSLETTER_CRASH_AT": "papers-write-middle:1"},  # the diff
     )
     assert killed.returncode == -signal.SIGKILL
-    assert settings.store.path.read_bytes() != b""
+    assert papers_file.read_bytes() == before, "the previous working set, whole"
     with Store(settings.store.path) as store:
-        assert store.paper_count() == 1
+        assert store.papers.count() == 1
         assert not list(settings.store.path.parent.glob(".*.tmp")), "stale temp file removed"
-    assert json.loads(before)["papers"] == json.loads(settings.store.path.read_bytes())["papers"]
 
     again = run_cli("--settings", str(settings.file), "run", "--once")
     assert again.returncode == 0, again.stderr
     with Store(settings.store.path) as store:
-        assert store.paper_count() == 59
+        assert store.papers.count() == 59
 
 
 def test_unparsable_store_stops_with_its_name_and_is_not_touched(make_settings):
@@ -71,16 +71,16 @@ def test_second_instance_is_refused_with_the_owner_pid(tmp_path):
 def test_readers_do_not_need_the_lock(tmp_path):
     path = tmp_path / "state.json"
     with Store(path) as writer, Store(path, lock=False) as reader:
-        writer.begin_cycle()
-        assert Store(path, lock=False).last_cycle_number() == 1
-        assert reader.last_cycle_number() == 0, "a reader sees the file as it was at open"
+        writer.cycles.begin()
+        assert Store(path, lock=False).cycles.last_number() == 1
+        assert reader.cycles.last_number() == 0, "a reader sees the file as it was at open"
 
 
 def test_batch_writes_once(tmp_path):
     with Store(tmp_path / "s.json") as store:
         with store.batch():
             for _ in range(5):
-                store.begin_cycle()
+                store.cycles.begin()
             assert store.writes == 0
         assert store.writes == 1
         assert json.loads((tmp_path / "s.json").read_text())["cycles"]
@@ -89,16 +89,16 @@ def test_batch_writes_once(tmp_path):
 def test_each_delivery_is_journaled_at_once_and_the_store_rewritten_per_batch(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr("newsletter.store.store.FLUSH_EVERY", 3)
+    monkeypatch.setattr("newsletter.store.deliveries.FLUSH_EVERY", 3)
     path = tmp_path / "s.json"
     with Store(path) as store:
         for n in range(7):
-            store.record_sent(f"p{n}@example.org", "2025-01-01T00:00:00+00:00", 1)
+            store.deliveries.record_sent(f"p{n}@example.org", "2025-01-01T00:00:00+00:00", 1)
         assert store.writes == 2, "after the 3rd and the 6th, not after each"
         assert store.journal.lines == 1
     # The process ends without its final flush (a kill): the journal still has p6.
     with Store(path) as again:
-        assert {d.key for d in again.deliveries().values()} == {
+        assert {d.key for d in again.deliveries.all().values()} == {
             f"p{n}@example.org" for n in range(7)
         }
         assert again.journal.lines == 0 and again.writes == 1, "replayed and folded at open"

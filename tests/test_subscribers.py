@@ -188,6 +188,6 @@ def test_delivery_is_recorded_right_after_each_accepted_message(
     received = sorted(m.to for m in smtp_server.messages)
     assert received == [f"p{n}@example.org" for n in range(5)], "each exactly once"
     with Store(settings.store.path, lock=False) as store:
-        assert all(d.last_cycle >= 1 for d in store.deliveries().values())
+        assert all(d.last_cycle >= 1 for d in store.deliveries.all().values())
     roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
     assert len(roster.subscribers) == 5

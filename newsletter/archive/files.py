@@ -1,20 +1,17 @@
 """The archive as files on disk: the README, and when enabled the monthly pages of
 papers past each table (`rotate`) and one Atom feed per keyword (`feeds`).
 
-Everything is rebuilt from the store every time, like the README, so the files
-can always be regenerated; a file is only replaced when its bytes change (the
-README: when more than its date line changes), which keeps the archive's git
-history to real changes. Layout, relative to the README's folder:
+The README and the feeds are rebuilt from the store's tables every cycle; the
+monthly pages are merged (pages.py). A file is only replaced when its bytes
+change (the README: when more than its date line changes), which keeps the
+archive's git history to real changes. Layout, relative to the README's folder:
 
     README.md                     the capped tables (seed format)
     KEYWORD-slug/YYYY-MM.md       papers past the cap, by first version's month
     feeds/KEYWORD-slug.xml        Atom feed of the keyword's table
 
-A monthly page whose papers all came back into the table (max_papers raised)
-is deleted: keeping it would show those papers twice, and the README no longer
-links it. Files of keywords no longer in settings, and pages or feeds left
-after `rotate` or `feeds` is turned off, are not touched: they are the admin's
-to delete.
+Files of keywords no longer in settings, and pages or feeds left after
+`rotate` or `feeds` is turned off, are not touched: they are the admin's to delete.
 """
 
 from __future__ import annotations
@@ -32,7 +29,8 @@ from ..errors import NewsletterError
 from ..files import write_atomic
 from ..papers import StoredPaper, all_by_keyword, keyword_slug
 from .atom import FeedLinks, render_feed
-from .markdown import DATE_LINE, older_by_month, older_line, render_archive, render_page
+from .markdown import DATE_LINE, older_line, render_archive
+from .pages import PublishedOf, merge_pages
 
 FEEDS_DIR = "feeds"
 _PAGE = re.compile(r"^\d{4}-\d\d\.md$")
@@ -125,63 +123,97 @@ def feed_links(settings: ArchiveSettings, name: str) -> FeedLinks:
     )
 
 
-def render_files(
-    settings: ArchiveSettings, names: Sequence[str], stored: Iterable[StoredPaper], today: date
-) -> tuple[str, dict[str, list[StoredPaper]], dict[Path, str]]:
-    """Pure: the README text, its tables, and every page and feed as it should be now."""
+@dataclass(frozen=True)
+class ArchivePlan:
+    """Every file as it should be after this cycle, before anything is written."""
+
+    readme: str
+    sections: dict[str, list[StoredPaper]]
+    files: dict[Path, str]  # monthly pages and feeds
+    emptied: tuple[Path, ...]  # monthly pages left without a row
+    pages: int  # monthly pages there will be
+
+
+def plan_files(
+    settings: ArchiveSettings,
+    names: Sequence[str],
+    stored: Iterable[StoredPaper],
+    today: date,
+    published_of: PublishedOf,
+) -> ArchivePlan:
+    """The README, its tables, the feeds, and the monthly pages merged with those on disk."""
     everything = all_by_keyword(stored, names)
     sections = {name: papers[: settings.max_papers] for name, papers in everything.items()}
     folder = settings.path.parent
     files: dict[Path, str] = {}
+    emptied: list[Path] = []
     older: dict[str, str] = {}
+    pages = 0
     for name, papers in everything.items():
         slug = keyword_slug(name)
         if settings.rotate:
-            months = older_by_month(papers[settings.max_papers :])
-            for month, entries in months.items():
-                page = render_page(name, month, entries, settings.path.name)
-                files[folder / slug / f"{month}.md"] = page
-            if months:
-                older[name] = older_line(slug, list(months))
+            existing = {page.stem: page for page in month_pages(folder / slug)}
+            changes = merge_pages(
+                folder / slug,
+                name,
+                papers,
+                settings.max_papers,
+                settings.path.name,
+                existing,
+                _read,
+                published_of,
+            )
+            files.update(changes.pages)
+            emptied += changes.emptied
+            pages += len(changes.months)
+            if changes.months:
+                older[name] = older_line(slug, changes.months)
         if settings.feeds:
             feed = render_feed(f"Daily Papers: {name}", sections[name], feed_links(settings, name))
             files[folder / FEEDS_DIR / f"{slug}.xml"] = feed
     readme = render_archive(sections, settings.max_papers, today, older)
-    return readme, sections, files
+    return ArchivePlan(readme, sections, files, tuple(emptied), pages)
 
 
 def update_archive(
-    settings: ArchiveSettings, names: Sequence[str], stored: Iterable[StoredPaper], today: date
+    settings: ArchiveSettings,
+    names: Sequence[str],
+    stored: Iterable[StoredPaper],
+    today: date,
+    published_of: PublishedOf = lambda paper_id: None,
 ) -> ArchiveUpdate:
-    """Rebuild every archive file; raises ArchiveError naming the file that failed.
+    """Write every archive file that changed; raises ArchiveError naming the file that failed.
 
-    Pages and feeds are written before the README, and stale pages removed after
+    Pages and feeds are written before the README, and emptied pages removed after
     it, so the README never links a page that is not there.
     """
-    readme, sections, files = render_files(settings, names, stored, today)
+    plan = plan_files(settings, names, stored, today, published_of)
     folder = settings.path.parent
-    if files and not folder.is_dir():
+    if plan.files and not folder.is_dir():
         raise ArchiveError(
             f"{settings.path}: the directory {folder} does not exist; "
             "create it or fix [archive] path"
         )
-    written = tuple(path for path, text in files.items() if write_if_changed(path, text.encode()))
-    readme_written = write_archive(settings.path, readme)
-    removed: list[Path] = []
-    if settings.rotate:
-        for name in names:
-            for page in month_pages(folder / keyword_slug(name)):
-                if page not in files:
-                    _remove(page)
-                    removed.append(page)
+    files = plan.files.items()
+    written = tuple(path for path, text in files if write_if_changed(path, text.encode()))
+    readme_written = write_archive(settings.path, plan.readme)
+    for page in plan.emptied:
+        _remove(page)
     return ArchiveUpdate(
-        sections=sections,
+        sections=plan.sections,
         readme_written=readme_written,
         written=written,
-        removed=tuple(removed),
-        pages=sum(1 for path in files if path.suffix == ".md"),
-        feeds=sum(1 for path in files if path.suffix == ".xml"),
+        removed=plan.emptied,
+        pages=plan.pages,
+        feeds=sum(1 for path in plan.files if path.suffix == ".xml"),
     )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ArchiveError(f"{path}: cannot read the monthly page: {err}") from None
 
 
 def month_pages(directory: Path) -> list[Path]:

@@ -6,11 +6,13 @@ readers and links keep working. Papers in, text out; files.py writes it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date
 
-from ..papers import Paper, StoredPaper
+from ..papers import BadPaper, Paper, StoredPaper, parse_arxiv_id
 
 TABLE_HEAD = "| **Title** | **Date** | **Abstract** | **Comment** |\n| --- | --- | --- | --- |\n"
 DATE_LINE = re.compile(r"^Last update: .*$", re.MULTILINE)
@@ -88,22 +90,45 @@ def month_of(paper: Paper) -> str:
     return paper.published.astimezone(UTC).strftime("%Y-%m")
 
 
-def older_by_month(older: Sequence[StoredPaper]) -> dict[str, list[StoredPaper]]:
-    """Papers past a keyword's table (already newest first), grouped by month, newest first."""
-    months: dict[str, list[StoredPaper]] = {}
-    for entry in older:
-        months.setdefault(month_of(entry.paper), []).append(entry)
-    return months
-
-
-def render_page(name: str, month: str, entries: Sequence[StoredPaper], readme_name: str) -> str:
-    """A monthly page: the README's table format; no date line, so bytes show real change."""
+def render_page(name: str, month: str, rows: Sequence[str], readme_name: str) -> str:
+    """A monthly page: the README's table format, rows as `row` makes them (newest first);
+    no date line, so its bytes change only when a row does."""
     return (
         f"# {name}: {month}\n\n"
         f"Papers on {name} first published in {month} that no longer fit in the table of "
         f"[the archive](../{escape_url(readme_name)}), newest first.\n\n"
-        f"{TABLE_HEAD}" + "".join(row(entry.paper) + "\n" for entry in entries)
+        f"{TABLE_HEAD}" + "".join(line + "\n" for line in rows)
     )
+
+
+# Where a row's title link ends and its Date cell follows. A title cannot hold this: its
+# "|" and brackets are escaped (escape_link_text), so the first match is the real end.
+_ROW_LINK = re.compile(r"\]\((\S+?)\)\*\* \| (\d{4}-\d\d-\d\d) \| <details>")
+
+
+@dataclass(frozen=True)
+class PageRow:
+    """One row of a page already on disk: its text as written, and what sorts it."""
+
+    text: str
+    paper_id: str  # "" when the row's link is not an arXiv abstract we can read
+    date: str  # its Date column, YYYY-MM-DD ("" when unreadable)
+
+
+def page_rows(text: str) -> list[PageRow]:
+    """The table rows of a page on disk, in their order; lines that are not rows are not
+    returned (the heading, the table's head)."""
+    rows = []
+    for line in text.splitlines():
+        if not line.startswith("| **["):
+            continue
+        link = _ROW_LINK.search(line)
+        paper_id = ""
+        if link:
+            with contextlib.suppress(BadPaper):
+                paper_id = parse_arxiv_id(link.group(1))[0]
+        rows.append(PageRow(line, paper_id, link.group(2) if link else ""))
+    return rows
 
 
 def older_line(slug: str, months: Sequence[str]) -> str:

@@ -103,10 +103,10 @@ class Inbox:
         except Exception:  # parse_incoming is meant never to raise; if it does, go on
             log.exception("inbox: %s: unreadable; marked handled", item.ref)
             self.counts["ignored"] += 1
-            self.store.mark_processed(message_key("", item.data), self.now)
+            self.store.inbox.mark_processed(message_key("", item.data), self.now)
             return
         who = incoming.sender or "(no usable sender)"
-        if self.store.is_processed(incoming.key):
+        if self.store.inbox.is_processed(incoming.key):
             self.counts["ignored"] += 1
             log.info("inbox: %s from %s: already handled", item.ref, who)
             return
@@ -119,7 +119,7 @@ class Inbox:
         except Exception:  # a message we failed on must not stop the others, nor come back
             log.exception("inbox: %s from %s: failed; marked handled", item.ref, who)
             outcome = "failed"
-        self.store.mark_processed(incoming.key, self.now)
+        self.store.inbox.mark_processed(incoming.key, self.now)
         log.info("inbox: %s from %s: %s", item.ref, who, outcome)
 
     def handle(self, incoming: Incoming) -> str:
@@ -198,7 +198,7 @@ class Inbox:
     def _unsubscribe(self, incoming: Incoming, command: Command) -> str:
         sender = self._from(incoming)
         if address_key(sender) not in self.subscribers:
-            self.store.drop_pending(address_key(sender))
+            self.store.inbox.drop_pending(address_key(sender))
             self._reply(incoming, not_subscribed_reply(self.voice, sender))
             return "unsubscribe asked by someone not subscribed"
         return self._ask(incoming, UNSUBSCRIBE, ())
@@ -220,7 +220,7 @@ class Inbox:
         return self._unsubscribe(incoming, command) + " (token not valid)"
 
     def _confirm(self, incoming: Incoming, command: Command) -> str:
-        request = self.store.pending_request(code_hash(command.secret))
+        request = self.store.inbox.pending_request(code_hash(command.secret))
         if request is None or datetime.fromisoformat(request.expires) <= self.now:
             what = (
                 "That confirmation code is unknown or has expired, so nothing changed. "
@@ -236,11 +236,11 @@ class Inbox:
             try:
                 self._save(request)
             except SubscriberError as err:  # a keyword was removed from settings meanwhile
-                self.store.drop_pending(request.key)
+                self.store.inbox.drop_pending(request.key)
                 what = f"Nothing changed: {err}."
                 self._reply(incoming, problem_reply(self.voice, request.email, what))
                 return f"confirmed, but refused: {err}"
-        self.store.drop_pending(request.key)
+        self.store.inbox.drop_pending(request.key)
         self._reply(
             incoming, done_reply(self.voice, request.email, request.action, request.keywords)
         )
@@ -253,7 +253,7 @@ class Inbox:
             person = self.subscribers.get(address_key(bounce.recipient))
             if person is None or not bounce.permanent:
                 continue
-            record = self.store.record_bounce(
+            record = self.store.deliveries.record_bounce(
                 person.key,
                 person.created,
                 detail=bounce.detail(),
@@ -273,7 +273,7 @@ class Inbox:
         return incoming.sender
 
     def _bouncing(self, address: str) -> bool:
-        return self.store.is_bouncing(address_key(address))
+        return self.store.deliveries.is_bouncing(address_key(address))
 
     def _ask(self, incoming: Incoming, action: str, keywords: tuple[str, ...]) -> str:
         """Save a pending request and mail its code to the From address (and only there)."""
@@ -285,7 +285,7 @@ class Inbox:
             name = check_name(incoming.sender_name)
         except SubscriberError:
             name = ""
-        self.store.save_pending(
+        self.store.inbox.save_pending(
             PendingRequest(
                 key=address_key(sender),
                 email=sender,
@@ -317,12 +317,12 @@ class Inbox:
     def _remove(self, address: str) -> None:
         remove_subscriber(self.settings.subscribers.dir, address)
         self.subscribers.pop(address_key(address), None)
-        self.store.drop_pending(address_key(address))
+        self.store.inbox.drop_pending(address_key(address))
 
     def _reply(self, incoming: Incoming, reply: Reply) -> bool:
         """Queue a reply in the store (sent after the batch is saved); False over the limit."""
         per_hour = self.config.max_replies_per_hour
-        if not self.store.allow_reply(address_key(reply.recipient), self.now, per_hour):
+        if not self.store.inbox.allow_reply(address_key(reply.recipient), self.now, per_hour):
             log.warning(
                 "inbox: no reply to %s: %d replies in the last hour already",
                 reply.recipient,
@@ -332,5 +332,5 @@ class Inbox:
         message = build_reply(
             reply, sender=self.sender, answering=incoming.message_id, references=incoming.references
         )
-        self.store.queue_reply(reply.recipient, message.as_bytes(), self.now)
+        self.store.inbox.queue_reply(reply.recipient, message.as_bytes(), self.now)
         return True

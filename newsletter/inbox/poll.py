@@ -28,8 +28,11 @@ from .sources import MailSourceError, open_source
 
 log = logging.getLogger(__name__)
 
-CHUNK = 25  # messages whose effects are saved in one store write before they are marked
-PROCESSED_MEMORY = timedelta(days=30)  # how long handled Message-IDs are remembered
+# Messages whose effects are saved in one store write before they are marked. After
+# the first two, a chunk is as large as all the poll handled before it: the state file
+# grows with each chunk's requests and replies, and doubling keeps what a poll writes
+# in proportion to its messages (a kill costs at most that chunk, handled again).
+CHUNK = 25
 
 
 @dataclass(frozen=True)
@@ -61,16 +64,16 @@ def send_replies(
     """Send the queued replies; returns how many the server accepted. A reply older
     than confirm_hours is dropped: its code would have expired anyway."""
     assert settings.inbox is not None
-    queued = store.outbox()
+    queued = store.inbox.outbox()
     too_old = now - timedelta(hours=settings.inbox.confirm_hours)
     stale = [r for r in queued if datetime.fromisoformat(r.created) < too_old]
     for reply in stale:
         log.warning("inbox: reply to %s dropped after %d tries", reply.recipient, reply.tries)
     fresh = [r for r in queued if r not in stale]
-    outcomes: dict[str, list[int]] = {SENT: [], PERMANENT: [], "temporary": []}
+    outcomes: dict[str, list[str]] = {SENT: [], PERMANENT: [], "temporary": []}
 
     def report(outcome: Outcome) -> None:
-        outcomes[outcome.status].append(int(outcome.item.key))
+        outcomes[outcome.status].append(outcome.item.key)
         if outcome.status != SENT:
             log.warning(
                 "inbox: reply to %s: %s failure: %s",
@@ -91,8 +94,8 @@ def send_replies(
             )
     finally:
         with store.batch():
-            store.drop_replies([r.id for r in stale] + outcomes[SENT] + outcomes[PERMANENT])
-            store.count_reply_tries(outcomes["temporary"])
+            store.inbox.drop_replies([r.id for r in stale] + outcomes[SENT] + outcomes[PERMANENT])
+            store.inbox.count_reply_tries(outcomes["temporary"])
     return len(outcomes[SENT])
 
 
@@ -116,9 +119,9 @@ def poll_inbox(
     stop = stop or threading.Event()
     now = now or datetime.now(UTC)
     with store.batch():
-        expired = store.expire_pending(now)
-        store.forget_processed(now - PROCESSED_MEMORY)
-        store.forget_reply_times(now)
+        expired = store.inbox.expire_pending(now)
+        store.inbox.forget_processed(now)
+        store.inbox.forget_reply_times(now)
     if expired:
         log.info("inbox: %d confirmation requests expired unanswered", expired)
     inbox = Inbox(settings, store, now)
@@ -126,18 +129,19 @@ def poll_inbox(
     try:
         with open_source(settings.inbox) as source:
             refs = source.waiting()
-            for start in range(0, len(refs), CHUNK):
-                if stop.is_set():
-                    break
+            start = 0
+            while start < len(refs) and not stop.is_set():
+                chunk = refs[start : start + max(CHUNK, start)]
                 handled = []
                 with store.batch():
-                    for ref in refs[start : start + CHUNK]:
+                    for ref in chunk:
                         item = source.read(ref)
                         if item is not None:
                             inbox.take(item)
                             handled.append(ref)
                 crashpoint("inbox-after-save")
                 source.done(handled)
+                start += len(chunk)
     except MailSourceError as err:
         errors.append(str(err))
         log.error("inbox: %s", err)
@@ -157,6 +161,6 @@ def poll_inbox(
         ignored=counts["ignored"],
         bounces=counts["bounces"],
         replies_sent=sent,
-        replies_waiting=len(store.outbox()),
+        replies_waiting=len(store.inbox.outbox()),
         error="; ".join(errors),
     )

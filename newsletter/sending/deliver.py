@@ -119,9 +119,9 @@ def deliver_digests(
         show(f"mail: {counts[SENT]} sent, {sum(counts.values())}/{due} done")
         key = outcome.item.key
         if outcome.status == SENT:
-            store.record_sent(key, since[key], cycle)
+            store.deliveries.record_sent(key, since[key], cycle)
             return
-        record = store.record_failure(
+        record = store.deliveries.record_failure(
             key,
             since[key],
             permanent=outcome.status == PERMANENT,
@@ -146,7 +146,7 @@ def deliver_digests(
             stop=stop,
         )
     finally:
-        store.flush_deliveries()
+        store.deliveries.flush()
     return DeliveryReport(
         sent=counts[SENT],
         pending=due - counts[SENT] - counts[PERMANENT],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..papers import newest_by_keyword
+from ..papers import all_by_keyword
 from ..store import Delivery, Store
 from ..subscribers import Roster, Subscriber
 from .select import Digest, select_new, select_welcome
@@ -18,33 +18,26 @@ def is_new_subscription(subscriber: Subscriber, delivery: Delivery | None) -> bo
 
 
 class Planner:
-    """Plans digests from one snapshot of the store; caches by what determines a digest."""
+    """Plans digests from one snapshot of the working set; caches by what determines one."""
 
-    def __init__(self, settings: Settings, store: Store, after_cycles: list[int]):
+    def __init__(self, settings: Settings, store: Store):
         self.order = settings.keyword_names
         self.limit = settings.digest.max_papers_per_keyword
-        self.store = store
-        # Papers not yet delivered to someone; none to convert when everyone is new.
-        self.pending = store.stored_papers(seen_after=min(after_cycles)) if after_cycles else []
-        self._newest: dict[str, list] | None = None
+        self.by_keyword = all_by_keyword(store.papers.stored(), self.order)
         self._cache: dict[tuple, Digest] = {}
 
-    def newest(self) -> dict[str, list]:
-        if self._newest is None:
-            self._newest = newest_by_keyword(self.store.stored_papers(), self.order, self.limit)
-        return self._newest
-
     def plan(self, subscriber: Subscriber, delivery: Delivery | None) -> Digest:
+        keywords = subscriber.keywords
         if is_new_subscription(subscriber, delivery):
-            key: tuple = ("welcome", subscriber.keywords)
+            key: tuple = ("welcome", keywords)
             if key not in self._cache:
-                self._cache[key] = select_welcome(subscriber.keywords, self.order, self.newest())
+                self._cache[key] = select_welcome(keywords, self.order, self.by_keyword, self.limit)
         else:
             assert delivery is not None
-            key = ("new", subscriber.keywords, delivery.last_cycle)
+            key = ("new", keywords, delivery.last_cycle)
             if key not in self._cache:
                 self._cache[key] = select_new(
-                    subscriber.keywords, self.order, self.pending, delivery.last_cycle
+                    keywords, self.order, self.by_keyword, delivery.last_cycle, self.limit
                 )
         return self._cache[key]
 
@@ -64,13 +57,8 @@ class Groups:
 
 def plan_all(settings: Settings, store: Store, roster: Roster) -> tuple[Groups, int, int]:
     """Group everyone due a digest; returns (groups, bouncing, nothing_new)."""
-    deliveries = {s.key: store.delivery(s.key) for s in roster.subscribers}
-    after = [
-        d.last_cycle
-        for s in roster.subscribers
-        if (d := deliveries[s.key]) is not None and not is_new_subscription(s, d)
-    ]
-    planner = Planner(settings, store, after)
+    deliveries = {s.key: store.deliveries.get(s.key) for s in roster.subscribers}
+    planner = Planner(settings, store)
     groups = Groups()
     bouncing = nothing = 0
     for subscriber in roster.subscribers:

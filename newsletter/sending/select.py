@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from ..papers import StoredPaper, order_key
+from ..papers import StoredPaper, newest_after, order_key
 
 
 @dataclass(frozen=True)
@@ -72,18 +72,35 @@ def select(
 
 
 def select_new(
-    keywords: Sequence[str], order: Sequence[str], papers: Iterable[StoredPaper], after_cycle: int
+    keywords: Sequence[str],
+    order: Sequence[str],
+    by_keyword: Mapping[str, Sequence[StoredPaper]],
+    after_cycle: int,
+    limit: int,
 ) -> Digest:
-    """The papers first seen after the subscriber's last delivered cycle, on their keywords."""
-    return select(keywords, order, (p for p in papers if p.first_seen > after_cycle))
+    """The papers first seen after the subscriber's last delivered cycle, on their keywords:
+    the newest `limit` of each keyword (`by_keyword`: each keyword's papers, newest first),
+    which is what the store keeps in full for a digest still due however long it waited;
+    each section counts the others it knows of in `more`."""
+    pending = (p for k in keywords for p in by_keyword.get(k, ()) if p.first_seen > after_cycle)
+    chosen = {
+        p.paper.id
+        for k in keywords
+        for p in newest_after(by_keyword.get(k, ()), after_cycle, limit)
+    }
+    return keep_only(select(keywords, order, pending), chosen)
 
 
 def select_welcome(
-    keywords: Sequence[str], order: Sequence[str], newest: Mapping[str, Sequence[StoredPaper]]
+    keywords: Sequence[str],
+    order: Sequence[str],
+    by_keyword: Mapping[str, Sequence[StoredPaper]],
+    limit: int,
 ) -> Digest:
-    """A new subscriber's first issue: the latest papers of their keywords, so nobody waits."""
-    digest = select(keywords, order, (p for k in keywords for p in newest.get(k, ())))
-    return replace(digest, welcome=True)
+    """A new subscriber's first issue: the latest `limit` papers of each of their keywords,
+    so nobody waits."""
+    chosen = (p for k in keywords for p in by_keyword.get(k, ())[:limit])
+    return replace(select(keywords, order, chosen), welcome=True)
 
 
 def trim_oldest(digest: Digest, keep: int) -> Digest:
@@ -91,7 +108,11 @@ def trim_oldest(digest: Digest, keep: int) -> Digest:
     everything = sorted(
         (i.stored.paper for s in digest.sections for i in s.items), key=order_key, reverse=True
     )
-    kept = {p.id for p in everything[:keep]}
+    return keep_only(digest, {p.id for p in everything[:keep]})
+
+
+def keep_only(digest: Digest, kept: set[str]) -> Digest:
+    """The digest with only the papers in `kept`; each section counts what it lost in `more`."""
     sections = []
     for s in digest.sections:
         items = tuple(i for i in s.items if i.stored.paper.id in kept)

@@ -1,8 +1,9 @@
-"""The state that must survive restarts (TinyDB), and the instance lock."""
+"""The state that must survive restarts (TinyDB files split by how often they change),
+and the instance lock."""
 
 from .engine import StoreError
-from .records import Delivery, PendingRequest, QueuedReply
-from .store import KeywordDiff, Store, lock_path
+from .records import Delivery, KeywordDiff, PendingRequest, QueuedReply
+from .store import Store, lock_path
 
 __all__ = [
     "Delivery",

@@ -1,8 +1,17 @@
-"""The records of mail state the store keeps: deliveries, confirmation requests, queued replies."""
+"""The records the store hands out: a diff's counts, deliveries, confirmation requests,
+queued replies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KeywordDiff:
+    """What one keyword's fetch changed: papers never seen before, and revisions."""
+
+    new: int
+    updated: int
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class PendingRequest:
 class QueuedReply:
     """A reply saved with the effect it reports, sent after the store is written."""
 
-    id: int
+    id: str
     recipient: str
     data: bytes
     created: str
