@@ -22,6 +22,8 @@ from .files import write_atomic
 
 T = TypeVar("T")
 
+TOKEN_LENGTH = 32  # base32 characters of a token: 20 bytes of HMAC-SHA256
+
 
 class SecretError(NewsletterError):
     """The secret file is unusable; str() names it."""

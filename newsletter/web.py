@@ -27,9 +27,8 @@ from typing import Any
 
 from .config import Settings
 from .errors import NewsletterError
-from .inbox.commands import TOKEN_LENGTH
 from .subscribers import Subscriber, load_subscribers, remove_subscriber
-from .tokens import load_or_create_secret, token
+from .tokens import TOKEN_LENGTH, load_or_create_secret, token
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..tokens import TOKEN_LENGTH
+
 SUBSCRIBE, KEYWORDS, UNSUBSCRIBE, HELP = "subscribe", "keywords", "unsubscribe", "help"
 CONFIRM, TOKEN_UNSUBSCRIBE = "confirm", "token-unsubscribe"
 
 CODE_LENGTH = 26  # base32 characters of a confirmation code (130 random bits)
-TOKEN_LENGTH = 32  # base32 characters of an unsubscribe token (tokens.token)
 
 _CONFIRM = re.compile(rf"\bconfirm[\s:#-]+([a-z2-7]{{{CODE_LENGTH}}})\b", re.I)
 _TOKEN = re.compile(rf"^unsubscribe\s+([a-z2-7]{{{TOKEN_LENGTH}}})\b", re.I)

@@ -11,7 +11,7 @@ Failures are classified per message:
 When the server cannot be reached at all, the rest of the queue is reported
 temporary at once instead of being tried message by message.
 
-Messages come in SMTP's wire form (smtp_smtp_wire.py) and go out as they are: MAIL, RCPT
+Messages come in SMTP's wire form (smtp_wire.py) and go out as they are: MAIL, RCPT
 and DATA use aiosmtplib's lower-level calls, not `sendmail` (`_transaction`).
 """
 
