@@ -26,6 +26,7 @@ from .papers import Paper
 from .retention import papers_to_keep, pending_since
 from .sending.deliver import DeliveryReport, deliver_digests
 from .store import Store
+from .subscribers import load_subscribers
 
 log = logging.getLogger(__name__)
 
@@ -241,18 +242,19 @@ def _run(
     elif settings.archive.git:
         published = PublishReport(error="not published: the archive could not be written")
 
+    roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
     delivery = DeliveryReport()
     if not stop.is_set():
         delivery = deliver_digests(
-            settings, store, number, today=today, stop=stop, progress=progress
+            settings, store, number, roster=roster, today=today, stop=stop, progress=progress
         )
         log.info("%s", delivery.summary())
 
-    pending = pending_since(store.deliveries.all().values(), number)
+    pending = pending_since(store.deliveries.all(), roster, number)
     keep = papers_to_keep(
         settings, store.papers.stored(), pending, pages_written=archive_error is None
     )
-    pruned = store.papers.prune(keep)
+    pruned = store.papers.prune(keep, min(pending, default=None))
     if pruned:
         log.info("store: %d papers no longer shown anywhere kept as seen ids", pruned)
 

@@ -11,16 +11,26 @@ follows keywords and subscribers, not the years behind them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .config import Settings
 from .papers import StoredPaper, all_by_keyword, newest_after
+from .sending.plan import is_new_subscription
 from .store import Delivery
+from .subscribers import Roster
 
 
-def pending_since(deliveries: Iterable[Delivery], cycle: int) -> set[int]:
-    """The last delivered cycle of every active subscription that is behind `cycle`."""
-    return {d.last_cycle for d in deliveries if d.state == "active" and d.last_cycle < cycle}
+def pending_since(deliveries: Mapping[str, Delivery], roster: Roster, cycle: int) -> set[int]:
+    """The last delivered cycle of every subscriber whose digest is behind `cycle` (not the
+    new ones: their welcome issue is each keyword's newest, kept anyway)."""
+    behind = set()
+    for subscriber in roster.subscribers:
+        delivery = deliveries.get(subscriber.key)
+        if is_new_subscription(subscriber, delivery) or delivery.state != "active":
+            continue
+        if delivery.last_cycle < cycle:
+            behind.add(delivery.last_cycle)
+    return behind
 
 
 def papers_to_keep(

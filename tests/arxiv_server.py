@@ -240,6 +240,9 @@ class FakeArxiv:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle holds the body
+            # back until the client acknowledges the headers, 40 ms later.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 
 from ..config import Settings
 from ..store import Store
-from ..subscribers import Subscriber, load_subscribers
+from ..subscribers import Roster, Subscriber, load_subscribers
 from ..tokens import load_or_create_secret, token
 from .mime import MailTemplate, unsubscribe_mailto
 from .plan import plan_all
@@ -85,13 +85,16 @@ def deliver_digests(
     store: Store,
     cycle: int,
     *,
+    roster: Roster | None = None,
     today: date | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DeliveryReport:
-    """Send every subscriber the digest due to them and record what happened."""
+    """Send every subscriber the digest due to them and record what happened; `roster` is
+    the subscriber files as the cycle read them (read here when not given)."""
     day = today or datetime.now(UTC).date()
-    roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
+    if roster is None:
+        roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
     for problem in roster.problems:
         log.warning("subscribers: %s", problem)
     groups, bouncing, nothing = plan_all(settings, store, roster)

@@ -23,6 +23,7 @@ class Planner:
     def __init__(self, settings: Settings, store: Store):
         self.order = settings.keyword_names
         self.limit = settings.digest.max_papers_per_keyword
+        self.store = store
         self.by_keyword = all_by_keyword(store.papers.stored(), self.order)
         self._cache: dict[tuple, Digest] = {}
 
@@ -34,10 +35,12 @@ class Planner:
                 self._cache[key] = select_welcome(keywords, self.order, self.by_keyword, self.limit)
         else:
             assert delivery is not None
-            key = ("new", keywords, delivery.last_cycle)
+            after = delivery.last_cycle
+            key = ("new", keywords, after)
             if key not in self._cache:
+                uncounted = self.store.papers.uncounted_after(after)
                 self._cache[key] = select_new(
-                    keywords, self.order, self.by_keyword, delivery.last_cycle, self.limit
+                    keywords, self.order, self.by_keyword, after, self.limit, uncounted
                 )
         return self._cache[key]
 
@@ -50,7 +53,8 @@ class Groups:
     members: dict[tuple, list[Subscriber]] = field(default_factory=dict)
 
     def add(self, subscriber: Subscriber, digest: Digest) -> None:
-        key = (subscriber.keywords, digest.welcome, digest.paper_ids())
+        more = tuple(s.more for s in digest.sections)
+        key = (subscriber.keywords, digest.welcome, digest.paper_ids(), more)
         self.digests.setdefault(key, digest)
         self.members.setdefault(key, []).append(subscriber)
 

@@ -77,18 +77,25 @@ def select_new(
     by_keyword: Mapping[str, Sequence[StoredPaper]],
     after_cycle: int,
     limit: int,
+    uncounted: Mapping[tuple[str, ...], int] | None = None,
 ) -> Digest:
     """The papers first seen after the subscriber's last delivered cycle, on their keywords:
     the newest `limit` of each keyword (`by_keyword`: each keyword's papers, newest first),
-    which is what the store keeps in full for a digest still due however long it waited;
-    each section counts the others it knows of in `more`."""
-    pending = (p for k in keywords for p in by_keyword.get(k, ()) if p.first_seen > after_cycle)
-    chosen = {
-        p.paper.id
-        for k in keywords
-        for p in newest_after(by_keyword.get(k, ()), after_cycle, limit)
-    }
-    return keep_only(select(keywords, order, pending), chosen)
+    which is what the store keeps in full for a digest still due, however long it waited.
+    Each section counts in `more` the others: those left out here, and those the store
+    no longer holds in full (`uncounted`: how many, by the keywords they matched)."""
+    mine = [by_keyword.get(k, ()) for k in keywords]
+    pending = (p for papers in mine for p in papers if p.first_seen > after_cycle)
+    chosen = {p.paper.id for papers in mine for p in newest_after(papers, after_cycle, limit)}
+    digest = keep_only(select(keywords, order, pending), chosen)
+    sections = {s.keyword: s for s in digest.sections}
+    homes = [k for k in order if k in keywords]
+    for matched, count in (uncounted or {}).items():
+        home = next((k for k in homes if k in matched), None)
+        if home is not None:
+            section = sections.get(home) or Section(home, ())
+            sections[home] = replace(section, more=section.more + count)
+    return Digest(tuple(sections[k] for k in homes if k in sections))
 
 
 def select_welcome(

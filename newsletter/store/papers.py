@@ -34,6 +34,8 @@ class PaperStore:
     ):
         self.database = Database(path, "papers", data)
         self.table = self.database.keyed("papers", "id")
+        # Pruned papers that a digest still due would have counted: see `prune`.
+        self.uncounted = self.database.keyed("uncounted", "key")
         self.seen_path = seen_path
         self._seen: SeenIds | None = None
         self._seen_data = seen_data
@@ -134,20 +136,46 @@ class PaperStore:
 
     # -- pruning -------------------------------------------------------------
 
-    def prune(self, keep: set[str]) -> int:
+    def prune(self, keep: set[str], pending_after: int | None = None) -> int:
         """Every paper not in `keep` leaves the working set and is kept as a seen id.
+
+        Those first seen after `pending_after` (the oldest digest still due) are also
+        tallied by the keywords they matched, so a digest that waited can still say
+        how many more there are (`uncounted_after`); tallies nobody can need are dropped.
         The seen ids are written first: a kill between the two writes leaves a paper in
         both, which is harmless (the full record wins)."""
         gone = [record for key, record in self.table.records.items() if key not in keep]
-        if not gone:
-            return 0
-        seen = self.seen()
-        seen.add((r["id"], r["version"], datetime.fromisoformat(r["published"])) for r in gone)
-        crashpoint("after-seen")
+        if gone:
+            seen = self.seen()
+            seen.add((r["id"], r["version"], datetime.fromisoformat(r["published"])) for r in gone)
+            crashpoint("after-seen")
         with self.database.batch():
             for record in gone:
                 self.table.remove(record["id"])
+                if pending_after is not None and record["first_seen"] > pending_after:
+                    self._tally(record["first_seen"], record["keywords"])
+            for key, tally in list(self.uncounted.records.items()):
+                if pending_after is None or tally["first_seen"] <= pending_after:
+                    self.uncounted.remove(key)
         return len(gone)
+
+    def _tally(self, first_seen: int, keywords: list[str]) -> None:
+        key = f"{first_seen}|" + "|".join(keywords)
+        old = self.uncounted.get(key)
+        count = old["count"] + 1 if old else 1
+        self.uncounted.put(
+            {"key": key, "first_seen": first_seen, "keywords": keywords, "count": count}
+        )
+
+    def uncounted_after(self, cycle: int) -> dict[tuple[str, ...], int]:
+        """Papers first seen after `cycle` that are no longer held in full, counted by the
+        keywords they matched."""
+        counts: dict[tuple[str, ...], int] = {}
+        for tally in self.uncounted.records.values():
+            if tally["first_seen"] > cycle:
+                keywords = tuple(tally["keywords"])
+                counts[keywords] = counts.get(keywords, 0) + tally["count"]
+        return counts
 
 
 def _stored(record: Mapping[str, Any]) -> StoredPaper:
