@@ -1,25 +1,14 @@
 """Publishing the archive with git: commit our files, push them, recover a rejected push.
 
-Readers browse the archive on a git host, so after a cycle the daemon commits
-the archive files in the repository that holds `archive.path` and pushes them.
-The repository is the admin's, so we are careful guests:
-
-- only our files are staged and committed (`git commit -- PATHS` leaves whatever
-  else the admin staged alone); no commit when none of them changed;
-- our identity comes from `archive.git_author` through the environment, never
-  from the admin's git config; credentials are the admin's (SSH key, credential
-  helper) and git never prompts (GIT_TERMINAL_PROMPT=0, ssh BatchMode);
-- history is never rewritten and nothing is force-pushed, with one exception: when
-  a push is rejected because the remote moved on, our own unpushed archive
-  commits (our author, only archive files, no merges) are rebased onto the
-  remote branch if that applies cleanly. A conflict aborts the rebase and is
-  reported; the local commits stay and the next cycle tries again.
-- a push that fails for any other reason (remote down) is retried at the next
-  cycle, which finds the commits not yet on the remote branch.
-
+The repository is the admin's, so we are careful guests (docs/archive.md):
+- only our files are staged and committed; no commit when none changed;
+- our identity comes from `archive.git_author`, never the admin's git config;
+  credentials are the admin's, and git never prompts;
+- nothing is force-pushed; a push rejected because the remote moved on is
+  recovered only by rebasing our own unpushed archive commits, when that
+  applies cleanly; any other failure is retried at the next cycle.
 Every git call has a timeout and runs in its own process group, killed whole
-when the timeout passes (ssh included). Which commit the state is in is always
-git's own: nothing about publishing is kept in our store.
+(ssh included). What is published is git's own record, never kept in our store.
 """
 
 from __future__ import annotations

@@ -44,13 +44,14 @@ def merge_pages(
     that already have a page (`existing`), a way to read one, and the first version's
     time of any paper ever seen (to place rows the store no longer holds in full)."""
     table = {e.paper.id for e in papers[:max_papers]}
-    past = papers[max_papers:]
-    touched = {month_of(e.paper) for e in past}
-    touched |= {month_of(e.paper) for e in papers[:max_papers]} & set(existing)
+    past: dict[str, dict[str, StoredPaper]] = {}
+    for entry in papers[max_papers:]:
+        past.setdefault(month_of(entry.paper), {})[entry.paper.id] = entry
+    touched = set(past) | ({month_of(e.paper) for e in papers[:max_papers]} & set(existing))
     pages: dict[Path, str] = {}
     emptied: list[Path] = []
     for month in sorted(touched):
-        ours = {e.paper.id: e for e in past if month_of(e.paper) == month}
+        ours = past.get(month, {})
         on_disk = page_rows(read(existing[month])) if month in existing else []
         rows = [(order_key(e.paper), row(e.paper)) for e in ours.values()]
         for kept in on_disk:
