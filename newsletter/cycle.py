@@ -140,6 +140,10 @@ def _fetch_all(
                 err,
             )
             continue
+        except Exception as err:  # a bug or a surprise: it costs this keyword, not the cycle
+            errors[keyword.name] = f"unexpected error: {type(err).__name__}: {err}"[:300]
+            log.exception("arXiv: %s failed unexpectedly; the other keywords go on", keyword.name)
+            continue
         fetched[keyword.name] = result.papers
         log.info(
             "arXiv: %s: %d papers (%d outside the category filter)",

@@ -11,7 +11,7 @@ import subprocess
 from datetime import date
 
 import pytest
-from arxiv_server import entry
+from arxiv_server import entry, render_feed
 from conftest import cli_command, cli_env, run_cli, subscribe
 from digest_reader import paper_ids
 
@@ -103,9 +103,71 @@ def test_entry_missing_fields_is_skipped_and_named_the_rest_kept(
     with caplog.at_level(logging.WARNING):
         report = cycle(settings)
     assert report.ok and report.keywords[0].new == 1
-    assert any(
-        "skipped 2 of 3 entries missing required fields" in r.message for r in caplog.records
+    assert any("skipped 2 of 3 entries that could not be read" in r.message for r in caplog.records)
+
+
+def test_an_entry_the_parser_chokes_on_costs_only_itself(
+    make_settings, arxiv_server, smtp_server, caplog
+):
+    """A date like 2025-13-45 made the arxiv library's parser raise for the whole page:
+    the cycle died, and every keyword lost its cycle, every cycle, while arXiv listed it."""
+    settings = make_settings(keywords=["Hallucination", "MLLM"])
+    subscribe(settings, "ann@example.org", "Hallucination", "MLLM")
+    good = entry("2503.00001", "MLLM good one")
+    bad = entry("2503.00002", "MLLM with an impossible date")
+    arxiv_server.add(entry("2503.00011", "Hallucination one"), good, bad)
+    # The second entry's first <published> is read; make it a date that cannot be.
+    body = render_feed([good, bad], '"MLLM"', 0, 2).replace(
+        b"2503.00002v1</id>", b"2503.00002v1</id><published>2025-13-45T99:00:00Z</published>"
     )
+    arxiv_server.fail("raw", status=200, body=body, phrase="MLLM", times=None)
+    with caplog.at_level(logging.WARNING):
+        report = cycle(settings)
+    assert report.ok, report.summary()
+    assert [(k.name, k.new) for k in report.keywords] == [("Hallucination", 1), ("MLLM", 1)]
+    (digest,) = smtp_server.messages
+    assert sorted(paper_ids(digest.message)) == ["2503.00001", "2503.00011"]
+    assert "2503.00001" in settings.archive.path.read_text()
+    named = [r.message for r in caplog.records if "2503.00002" in r.message]
+    assert named and "skipped" in named[0] and "month must be in 1..12" in named[0]
+
+
+def test_a_reply_over_the_size_cap_fails_its_keyword_only(make_settings, arxiv_server):
+    settings = make_settings(keywords=["Hallucination", "MLLM"], arxiv={"max_reply_bytes": 100_000})
+    arxiv_server.add(entry("2503.00011", "Hallucination one"))
+    arxiv_server.add(
+        *(entry(f"2504.{n:05d}", f"MLLM {n}", abstract="MLLM " + "x" * 5000) for n in range(40))
+    )
+    report = cycle(settings)
+    errors = {k.name: k.error for k in report.keywords}
+    assert errors["Hallucination"] is None
+    assert errors["MLLM"].startswith("reply larger than [arxiv] max_reply_bytes (100000 bytes)")
+    with Store(settings.store.path, lock=False) as store:
+        assert [p.paper.id for p in store.papers.stored()] == ["2503.00011"]
+
+
+def test_an_unexpected_error_in_one_keyword_fails_that_keyword_only(
+    make_settings, arxiv_server, monkeypatch
+):
+    from newsletter import cycle as cycle_module
+
+    real = cycle_module.fetch_keyword
+
+    def failing(client, keyword, *args):
+        if keyword.name == "MLLM":
+            raise RuntimeError("a bug in one keyword's fetch")
+        return real(client, keyword, *args)
+
+    monkeypatch.setattr(cycle_module, "fetch_keyword", failing)
+    settings = make_settings(keywords=["Hallucination", "MLLM"])
+    arxiv_server.add(entry("2503.00011", "Hallucination one"), entry("2503.00001", "MLLM one"))
+    report = cycle(settings)
+    errors = {k.name: k.error for k in report.keywords}
+    assert errors == {
+        "Hallucination": None,
+        "MLLM": "unexpected error: RuntimeError: a bug in one keyword's fetch",
+    }
+    assert "Hallucination one" in settings.archive.path.read_text()
 
 
 def test_duplicate_entries_across_pages_are_folded(make_settings, arxiv_server):

@@ -58,6 +58,7 @@ def arxiv_section(t: TomlTable) -> ArxivSettings:
         timeout_seconds=t.number("timeout_seconds", d.timeout_seconds, minimum=0.1),
         retries=t.integer("retries", d.retries),
         categories=t.strings("categories", list(d.categories)),
+        max_reply_bytes=t.integer("max_reply_bytes", d.max_reply_bytes, minimum=100_000),
     )
     t.finish()
     return result

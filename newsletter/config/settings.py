@@ -24,6 +24,7 @@ class ArxivSettings:
     timeout_seconds: float = 30.0
     retries: int = 3
     categories: tuple[str, ...] = ("cs", "stat")
+    max_reply_bytes: int = 10_000_000  # a page of 2,000 entries is about 5 MB
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ that runs for months meets every one of them:
 - an empty first page comes back as "zero results", indistinguishable from a
   keyword that really has no papers;
 - its parser recovers from broken XML, so a truncated reply looks like a
-  shorter, valid one.
+  shorter, valid one; and one entry it cannot read (a date like 2025-13-45)
+  fails the whole page;
+- it reads a reply of any size into memory, twice.
 
 One client serves every keyword of a cycle, so its pacing (`delay_seconds`)
 spaces all requests to arXiv, not just those of one keyword.
@@ -23,6 +25,7 @@ import logging
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import arxiv
@@ -34,6 +37,7 @@ from ..errors import NewsletterError
 log = logging.getLogger(__name__)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
+OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 MAX_RETRY_AFTER = 300.0  # seconds; a longer wait skips the keyword until the next cycle
 USER_AGENT = "daily-papers/0.1 (self-hosted arXiv newsletter; https://github.com/)"
 TEMPORARY_STATUSES = {429, 500, 502, 503, 504}
@@ -102,6 +106,7 @@ class ArxivClient(arxiv.Client):
             separator + "{}"
         )
         self.timeout = settings.timeout_seconds
+        self.max_reply_bytes = settings.max_reply_bytes
         self._sleep = sleep
         self._last_request: float | None = None
 
@@ -109,15 +114,15 @@ class ArxivClient(arxiv.Client):
         first = True
         while True:
             url = self._format_url(search, offset, self.page_size)
-            feed, sent = self._page(url, first)
-            yield from feed.results
-            offset += sent
+            page = self._page(url, first)
+            yield from page.results
+            offset += page.sent
             first = False
-            if sent == 0 or offset >= feed.header.total_results:
+            if page.sent == 0 or offset >= page.total:
                 return
 
-    def _page(self, url: str, first_page: bool) -> tuple[arxiv.ParsedFeed, int]:
-        """One page, retried on temporary failures: (the parsed feed, entries sent)."""
+    def _page(self, url: str, first_page: bool) -> Page:
+        """One page, retried on temporary failures."""
         attempt = 0
         while True:
             try:
@@ -145,7 +150,8 @@ class ArxivClient(arxiv.Client):
                 self._sleep(wait)
 
     def _download(self, url: str) -> bytes:
-        """GET with a deadline on the whole reply, not just on each socket read."""
+        """GET with a deadline on the whole reply, not just on each socket read, and a cap
+        on its size, read as it streams in so that memory stays bounded."""
         self._pace()
         deadline = time.monotonic() + self.timeout
         log.debug("arXiv: GET %s", url)
@@ -153,12 +159,16 @@ class ArxivClient(arxiv.Client):
             with self._session.get(
                 url, headers={"User-Agent": USER_AGENT}, timeout=self.timeout, stream=True
             ) as response:
-                chunks = []
+                body = bytearray()
                 for chunk in response.iter_content(65536):
-                    chunks.append(chunk)
+                    body += chunk
+                    if len(body) > self.max_reply_bytes:
+                        raise FetchError(
+                            f"reply larger than [arxiv] max_reply_bytes "
+                            f"({self.max_reply_bytes} bytes); not read further"
+                        )
                     if time.monotonic() > deadline:
                         raise _Temporary(f"reply took longer than {self.timeout:g} s")
-                body = b"".join(chunks)
         except requests.Timeout:
             raise _Temporary(f"no reply within {self.timeout:g} s") from None
         except requests.RequestException as err:
@@ -171,32 +181,57 @@ class ArxivClient(arxiv.Client):
                 f"HTTP {status}", parse_retry_after(response.headers.get("Retry-After"))
             )
         if status != 200:
-            reason = _error_summary(body)
+            reason = _error_summary(bytes(body))
             raise FetchError(f"HTTP {status}" + (f": {reason}" if reason else ""))
-        return body
+        return bytes(body)
 
-    def _fetch_page(self, url: str, first_page: bool) -> tuple[arxiv.ParsedFeed, int]:
-        body = self._download(url)
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError as err:
-            raise _Temporary(f"malformed XML from arXiv ({err})") from None
-        if root.tag != f"{ATOM}feed":
-            raise _Temporary(f"not an Atom feed (root element {root.tag!r})")
-        feed = arxiv._feed.parse(body)
-        sent = len(root.findall(f"{ATOM}entry"))
-        if sent > len(feed.results):
+    def _fetch_page(self, url: str, first_page: bool) -> Page:
+        page = parse_page(self._download(url))
+        if page.sent > len(page.results):
             log.warning(
-                "arXiv: skipped %d of %d entries missing required fields (%s)",
-                sent - len(feed.results),
-                sent,
+                "arXiv: skipped %d of %d entries that could not be read (%s)",
+                page.sent - len(page.results),
+                page.sent,
                 url,
             )
-        if not sent and (feed.header.total_results > 0 or not first_page):
-            raise _Temporary(
-                f"empty page although {feed.header.total_results} results were announced"
-            )
-        return feed, sent
+        if not page.sent and (page.total > 0 or not first_page):
+            raise _Temporary(f"empty page although {page.total} results were announced")
+        return page
+
+
+@dataclass(frozen=True)
+class Page:
+    results: list[arxiv.Result]  # the entries that could be read
+    sent: int  # entries arXiv sent, readable or not: the paging advances by these
+    total: int  # results arXiv announced for the query
+
+
+def parse_page(body: bytes) -> Page:
+    """One reply, parsed once and strictly: broken XML is a temporary failure (a truncated
+    reply must not look like a shorter one); an entry that cannot be read is skipped and
+    logged with its id and why, and costs only itself."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as err:
+        raise _Temporary(f"malformed XML from arXiv ({err})") from None
+    if root.tag != f"{ATOM}feed":
+        raise _Temporary(f"not an Atom feed (root element {_short(root.tag)!r})")
+    try:
+        total = int((root.findtext(f"{OPENSEARCH}totalResults") or "0").strip())
+    except ValueError:
+        total = 0
+    entries = root.findall(f"{ATOM}entry")
+    results = []
+    for entry in entries:
+        try:
+            result = arxiv._feed._build_result(entry)  # None when a required field is missing
+        except Exception as err:  # whatever one entry holds, it costs only that entry
+            entry_id = " ".join((entry.findtext(f"{ATOM}id") or "without an id").split())
+            log.warning("arXiv: skipped the entry %s: %s", _short(entry_id), _short(str(err)))
+            continue
+        if result is not None:
+            results.append(result)
+    return Page(results, len(entries), total)
 
 
 def _short(err: Exception) -> str:

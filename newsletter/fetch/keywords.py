@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import arxiv
 
 from ..config import ArxivSettings, Keyword
-from ..papers import BadPaper, Paper, paper_from_result
+from ..papers import Paper, paper_from_result
 from .client import ArxivClient, FetchError
 
 log = logging.getLogger(__name__)
@@ -76,12 +76,13 @@ def fetch_keyword(
 
     allowed = keyword.categories if keyword.categories is not None else settings.categories
     by_id: dict[str, Paper] = {}
-    filtered = 0
+    filtered = unreadable = 0
     for result in results:
         try:
             paper = paper_from_result(result)
-        except BadPaper as err:
-            log.warning("arXiv: %s: skipped an entry: %s", keyword.name, err)
+        except Exception as err:  # BadPaper, or anything else one entry can hold
+            log.warning("arXiv: %s: skipped an entry: %.200s", keyword.name, err)
+            unreadable += 1
             continue
         if not paper.matches_categories(allowed):
             filtered += 1
@@ -89,4 +90,7 @@ def fetch_keyword(
         known = by_id.get(paper.id)
         if known is None or paper.version > known.version:
             by_id[paper.id] = paper
+    if had_papers and results and unreadable == len(results):
+        # As with an empty answer: nothing usable is not trusted to mean "nothing new".
+        raise FetchError(f"none of the {len(results)} entries arXiv sent could be read")
     return Fetched(keyword=keyword.name, papers=tuple(by_id.values()), filtered=filtered)
