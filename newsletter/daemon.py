@@ -37,6 +37,7 @@ import schedule
 from .clock import missed_since, next_due
 from .config import ConfigError, Settings, load_settings
 from .cycle import CycleReport, run_cycle
+from .files import LostLock
 from .inbox.poll import poll_inbox
 from .store import Store
 from .systemd_notify import Notifier
@@ -135,12 +136,16 @@ class Daemon:
         self.run_cycle()
 
     def run_cycle(self) -> CycleReport | None:
-        """One cycle, never raising: a failure is logged and the daemon goes on."""
+        """One cycle: a failure is logged and the daemon goes on, except a lost lock,
+        which ends the daemon (another process may now be using the store)."""
         assert self.store is not None
+        self.store.check_lock()
         self.last_cycle_started = datetime.now(UTC)
         self.notifier.status(f"running a cycle (started {self.last_cycle_started:%H:%M:%S} UTC)")
         try:
             report = run_cycle(self.settings, self.store, stop=self.stop, progress=self.progress)
+        except LostLock:
+            raise
         except Exception:
             log.exception("the cycle failed; the daemon goes on and the next cycle will retry")
             self.notifier.status("the last cycle failed; see the log")
@@ -154,10 +159,13 @@ class Daemon:
 
     def poll_inbox(self) -> None:
         """Read the mailbox once (between cycles, in this thread: the store is not
-        thread-safe); never raises, so schedule keeps polling."""
+        thread-safe); raises only for a lost lock, so schedule keeps polling."""
         assert self.store is not None
+        self.store.check_lock()
         try:
             report = poll_inbox(self.settings, self.store, self.stop)
+        except LostLock:
+            raise
         except Exception:
             log.exception("inbox: the poll failed; trying again at the next poll")
             return

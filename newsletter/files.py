@@ -66,20 +66,32 @@ class AlreadyRunning(NewsletterError):
     """Another process holds the lock; str() names it."""
 
 
+class LostLock(NewsletterError):
+    """The locked folder is no longer the one at its path: another process may now use the
+    store there, so this one must stop writing."""
+
+
 class InstanceLock:
-    """An flock on a file next to the store, holding the owner's pid.
+    """An flock on the store's folder, with the owner's pid in the lock file.
 
     flock, not a pid file alone: the kernel releases it when the process dies,
-    so a crash never leaves a stale lock that blocks the next start.
+    so a crash never leaves a stale lock. The folder, not the file: a lock file
+    can be deleted under a running instance, and the next process would lock a
+    new one beside it; the folder cannot be removed while it holds the store.
+    If it is replaced all the same (moved away, made anew), `check` says so
+    before a write, so the writes stop instead of landing beside another
+    instance's. One store per folder, then: two would lock each other out.
     """
 
     def __init__(self, path: Path):
-        self.path = path
+        self.path = path  # the lock file, holding the owner's pid (for people and status)
+        self.folder = path.parent
         self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -90,9 +102,25 @@ class InstanceLock:
                 f"{self.path}: another newsletter process is using this store"
                 f" (pid {self.owner() or 'unknown'})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        stat = os.fstat(fd)
+        self._identity = (stat.st_dev, stat.st_ino)
+        write_atomic(self.path, f"{os.getpid()}\n".encode(), name="lock")
+
+    def check(self) -> None:
+        """Raise LostLock when the folder at the lock's path is not the one locked."""
+        if self._identity is None:
+            return
+        try:
+            stat = os.stat(self.folder)
+            current = (stat.st_dev, stat.st_ino)
+        except OSError:
+            current = None
+        if current != self._identity:
+            raise LostLock(
+                f"{self.folder}: the store's folder was removed or replaced while this process "
+                "ran, so another one may be using the store there; stopping without writing"
+            )
 
     def owner(self) -> int | None:
         try:
@@ -105,3 +133,4 @@ class InstanceLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            self._identity = None

@@ -232,6 +232,37 @@ def test_second_instance_exits_at_once_naming_the_pid(make_settings, processes):
     assert daemon.stop() == 0
 
 
+def test_deleting_the_lock_file_does_not_let_a_second_instance_in(make_settings, processes):
+    settings = make_settings(schedule={"run_on_start": False})
+    daemon = start(processes, settings)
+    daemon.wait_for("running: cycles at")
+    lock = settings.store.path.with_name("newsletter.json.lock")
+    lock.unlink()
+    once = run_cli("--settings", str(settings.file), "run", "--once", timeout=10)
+    assert once.returncode == 1, once.stdout
+    assert once.stderr == (
+        f"{lock}: another newsletter process is using this store (pid unknown)\n"
+    )
+    assert daemon.proc.poll() is None
+    assert daemon.stop() == 0
+
+
+def test_a_daemon_whose_store_folder_is_replaced_stops_writing(make_settings, processes, tmp_path):
+    make_maildir(tmp_path / "Maildir")
+    settings = make_settings(
+        schedule={"run_on_start": False},
+        inbox={"address": INBOX, "maildir": str(tmp_path / "Maildir"), "poll_seconds": 1},
+    )
+    daemon = start(processes, settings)
+    daemon.wait_for("running: cycles at")
+    state = settings.store.path.parent
+    state.rename(tmp_path / "moved-away")
+    state.mkdir()  # now another instance could lock this one
+    daemon.wait_for("the store's folder was removed or replaced", timeout=10)
+    assert daemon.proc.wait(10) == 1
+    assert list(state.iterdir()) == [], "nothing written beside another instance"
+
+
 def test_sighup_reloads_settings_and_keeps_them_when_invalid(make_settings, processes):
     settings = make_settings(schedule={"run_on_start": False})
     daemon = start(processes, settings)

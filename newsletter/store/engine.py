@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +185,15 @@ class Database:
     """One TinyDB file: read at open (or given its data), its keyed tables, and batches
     that each end in at most one atomic write."""
 
-    def __init__(self, path: Path, label: str, data: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        label: str,
+        data: dict[str, Any] | None = None,
+        guard: Callable[[], None] | None = None,
+    ):
         self.path = path
+        self.guard = guard  # called before each write: raises when the lock was lost
         self.middleware = MemoryMiddleware(AtomicJSONStorage, data)
         self.db = TinyDB(path, label, storage=self.middleware)
         self.middleware.read()  # parse now, so a broken file fails at open
@@ -222,4 +229,6 @@ class Database:
     def save(self) -> None:
         for table in self.tables:
             table.flush()
+        if self.middleware.dirty and self.guard is not None:
+            self.guard()
         self.middleware.save()

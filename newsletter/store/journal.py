@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,9 @@ class Journal:
     is ignored). Lines are replayed into the store at the next open.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, guard: Callable[[], None] | None = None):
         self.path = path
+        self.guard = guard
         self._fd: int | None = None
         self.lines = 0
 
@@ -38,6 +40,8 @@ class Journal:
         return entries
 
     def append(self, key: str, since: str, cycle: int, at: str) -> None:
+        if self.guard is not None:
+            self.guard()
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

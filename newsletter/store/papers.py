@@ -10,7 +10,7 @@ the seen ids are read only while a cycle needs them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,15 +30,19 @@ class PaperStore:
     """The working set (`papers` file) and, loaded on demand, the seen ids (`seen` file)."""
 
     def __init__(
-        self, path: Path, seen_path: Path, data: dict | None = None, seen_data: dict | None = None
+        self,
+        path: Path,
+        seen_path: Path,
+        data: dict | None = None,
+        guard: Callable[[], None] | None = None,
     ):
-        self.database = Database(path, "papers", data)
+        self.database = Database(path, "papers", data, guard)
+        self.guard = guard
         self.table = self.database.keyed("papers", "id")
         # Pruned papers that a digest still due would have counted: see `prune`.
         self.uncounted = self.database.keyed("uncounted", "key")
         self.seen_path = seen_path
         self._seen: SeenIds | None = None
-        self._seen_data = seen_data
         self._released_writes = 0  # writes of seen ids since released
         self._released_seconds = 0.0
 
@@ -51,7 +55,7 @@ class PaperStore:
     def seen(self) -> SeenIds:
         """The seen ids, read at first use; `release_seen` lets them go."""
         if self._seen is None:
-            self._seen = SeenIds(self.seen_path, self._seen_data)
+            self._seen = SeenIds(self.seen_path, guard=self.guard)
         return self._seen
 
     def release_seen(self) -> None:
@@ -60,7 +64,6 @@ class PaperStore:
             self._released_writes += self._seen.database.writes
             self._released_seconds += self._seen.database.write_seconds
         self._seen = None
-        self._seen_data = None
 
     @property
     def seen_writes(self) -> int:

@@ -10,7 +10,7 @@ working set, never by the mail or inbox writes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,8 +26,10 @@ def bucket(paper_id: str) -> str:
 class SeenIds:
     """The compact entries: looked up by id, added to when papers are pruned."""
 
-    def __init__(self, path: Path, data: dict | None = None):
-        self.database = Database(path, "seen", data)
+    def __init__(
+        self, path: Path, data: dict | None = None, guard: Callable[[], None] | None = None
+    ):
+        self.database = Database(path, "seen", data, guard)
         self.buckets: KeyedTable = self.database.keyed("seen", "bucket")
 
     def __len__(self) -> int:

@@ -61,14 +61,15 @@ class Store:
                 ) from None
             for file in (path, self.papers_path, self.seen_path):
                 remove_stale_temps(file)
-        self.journal = Journal(path.with_name(path.name + ".journal"))
+        guard = self.lock.check if self.lock else None
+        self.journal = Journal(path.with_name(path.name + ".journal"), guard)
         try:
             state, papers = self._read()
-            self.state = Database(path, "state", state)
+            self.state = Database(path, "state", state, guard)
             self.cycles = CycleLog(self.state)
             self.deliveries = Deliveries(self.state, self.journal)
             self.inbox = InboxState(self.state)
-            self.papers = PaperStore(self.papers_path, self.seen_path, papers)
+            self.papers = PaperStore(self.papers_path, self.seen_path, papers, guard)
             if lock and self.deliveries.unsaved:
                 self.deliveries.flush()
         except BaseException:
@@ -97,6 +98,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def check_lock(self) -> None:
+        """Raise LostLock when the store's folder is no longer the one this process locked."""
+        if self.lock:
+            self.lock.check()
 
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Changes to cycles, deliveries and the inbox's tables inside: one write of PATH."""
