@@ -161,18 +161,20 @@ def run_cycle(
     today: date | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
+    alive: Callable[[], None] | None = None,
 ) -> CycleReport:
     """One cycle. With `stop` set (SIGTERM) it takes no new work: keywords not yet
     fetched are left for the next cycle, and no new message is started; what was
-    fetched or sent is saved. A cycle that raises is recorded in the store, then
-    the exception propagates."""
+    fetched or sent is saved. `progress` gets a line to show, `alive` is called while
+    it waits (the daemon's watchdog heartbeat). A cycle that raises is recorded in the
+    store, then the exception propagates."""
     started = time.monotonic()
     stop = stop or threading.Event()
     progress = progress or (lambda text: None)
     number = store.cycles.begin()
     log.info("cycle %d: fetching %d keywords", number, len(settings.keywords))
     try:
-        return _run(settings, store, number, started, today, stop, progress)
+        return _run(settings, store, number, started, today, stop, progress, alive)
     except BaseException as err:
         with contextlib.suppress(Exception):
             store.cycles.finish(number, error=f"{type(err).__name__}: {err}")
@@ -189,10 +191,16 @@ def _run(
     today: date | None,
     stop: threading.Event,
     progress: Callable[[str], None],
+    alive: Callable[[], None] | None,
 ) -> CycleReport:
     def sleep(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise Interrupted
+        """Wait for arXiv (pacing, a retry), showing life every second; SIGTERM ends it."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if stop.wait(min(left, 1.0)):
+                raise Interrupted
+            if alive is not None:
+                alive()
 
     client = ArxivClient(settings.arxiv, sleep=sleep)
     fetched, errors, interrupted = _fetch_all(

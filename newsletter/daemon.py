@@ -28,12 +28,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import pytz
 import schedule
 
+from .archive.git import NETWORK_TIMEOUT
 from .clock import missed_since, next_due
 from .config import ConfigError, Settings, load_settings
 from .cycle import CycleReport, run_cycle
@@ -47,6 +48,7 @@ from .web import WebError, WebServer
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 60.0  # wake at least this often, so a wall-clock jump is noticed
+CLOCK_SLACK = timedelta(minutes=1)  # more disagreement than this means the clock moved
 
 
 class Daemon:
@@ -59,7 +61,8 @@ class Daemon:
     ):
         self.settings = settings
         self.notifier = notifier or Notifier()
-        self.progress = progress or (lambda text: None)
+        self._show = progress or (lambda text: None)
+        self.heartbeat = time.monotonic()  # when the main thread last showed progress
         self.stop = threading.Event()  # shutting down: no new work
         self.wake = threading.Event()  # interrupts the sleep between jobs
         self.reload_requested = False
@@ -69,6 +72,26 @@ class Daemon:
         self.last_cycle_finished: datetime | None = None
         self.cycles_run = 0
         self.web: WebServer | None = None
+        self.cycle_jobs: list[schedule.Job] = []
+
+    def beat(self) -> None:
+        """The main thread is making progress (the watchdog pings only while it does)."""
+        self.heartbeat = time.monotonic()
+
+    def progress(self, text: str) -> None:
+        self.beat()
+        self._show(text)
+
+    def quiet_limit(self) -> float:
+        """Seconds without progress after which the daemon counts as stuck: twice its
+        longest single wait (a request's timeout; a git push's, when publishing)."""
+        s = self.settings
+        waits = [s.arxiv.timeout_seconds, s.smtp.timeout_seconds]
+        if s.inbox is not None:
+            waits.append(s.inbox.timeout_seconds)
+        if s.archive.git:
+            waits.append(NETWORK_TIMEOUT)
+        return 2 * max(waits)
 
     # -- signals ----------------------------------------------------------------
 
@@ -113,14 +136,31 @@ class Daemon:
             raise ConfigError(
                 f"{self.settings.file}: [schedule] timezone {s.timezone!r} is unknown to pytz"
             ) from None
+        self.cycle_jobs = []
         for at in s.times:
             job = self.scheduler.every().day.at(at, zone)
             job.do(self._scheduled, job)
+            self.cycle_jobs.append(job)
         if self.settings.inbox is not None:
             self.scheduler.every(self.settings.inbox.poll_seconds).seconds.do(self.poll_inbox)
 
     def next_run(self) -> datetime | None:
-        return self.scheduler.next_run
+        """When the next cycle runs, in local time as `schedule` keeps it."""
+        return min((job.next_run for job in self.cycle_jobs if job.next_run), default=None)
+
+    def follow_clock(self) -> None:
+        """Re-plan the cycles when `schedule` has them later than `clock.next_due` says:
+        after the wall clock was stepped back, it would keep the next run days away
+        (a step forward needs nothing: the run that became due runs at once)."""
+        planned = self.next_run()
+        due = next_due(self.settings.schedule)
+        if planned is not None and planned.astimezone(UTC) - due > CLOCK_SLACK:
+            log.warning(
+                "the clock moved back: the next run was planned for %s; it is now at %s UTC",
+                planned,
+                f"{due:%Y-%m-%d %H:%M}",
+            )
+            self.schedule_jobs()
 
     def _scheduled(self, job: schedule.Job) -> None:
         """A schedule job: never raises, so schedule always reschedules it."""
@@ -143,7 +183,9 @@ class Daemon:
         self.last_cycle_started = datetime.now(UTC)
         self.notifier.status(f"running a cycle (started {self.last_cycle_started:%H:%M:%S} UTC)")
         try:
-            report = run_cycle(self.settings, self.store, stop=self.stop, progress=self.progress)
+            report = run_cycle(
+                self.settings, self.store, stop=self.stop, progress=self.progress, alive=self.beat
+            )
         except LostLock:
             raise
         except Exception:
@@ -163,7 +205,7 @@ class Daemon:
         assert self.store is not None
         self.store.check_lock()
         try:
-            report = poll_inbox(self.settings, self.store, self.stop)
+            report = poll_inbox(self.settings, self.store, self.stop, alive=self.beat)
         except LostLock:
             raise
         except Exception:
@@ -256,7 +298,7 @@ class Daemon:
             self._start_web()
             next_utc = next_due(self.settings.schedule)
             self.notifier.ready(f"waiting; next run {next_utc:%Y-%m-%d %H:%M} UTC")
-            self.notifier.start_watchdog(alive)
+            self.notifier.start_watchdog(alive, lambda: self.heartbeat, self.quiet_limit())
             log.info(
                 "running: cycles at %s %s; next %s",
                 ", ".join(self.settings.schedule.times),
@@ -279,8 +321,10 @@ class Daemon:
 
     def _loop(self) -> None:
         while not self.stop.is_set():
+            self.beat()
             if self.reload_requested:
                 self.reload()
+            self.follow_clock()
             self.scheduler.run_pending()
             idle = self.scheduler.idle_seconds
             wait = MAX_SLEEP if idle is None else min(max(idle, 0.0) + 0.05, MAX_SLEEP)

@@ -10,6 +10,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +60,34 @@ class Notifier:
     def ping(self) -> None:
         self.send("WATCHDOG=1")
 
-    def start_watchdog(self, stop: threading.Event) -> threading.Thread | None:
-        """Ping at half of WATCHDOG_USEC from a thread, so a long cycle (minutes of
-        fetching and sending, each step with its own timeout) is not mistaken for a hang."""
+    def start_watchdog(
+        self,
+        stop: threading.Event,
+        heartbeat: Callable[[], float] = time.monotonic,
+        quiet_limit: float = float("inf"),
+    ) -> threading.Thread | None:
+        """Ping at half of WATCHDOG_USEC from a thread, but only while the main loop shows
+        progress: `heartbeat()` is the monotonic time it last did, and after `quiet_limit`
+        seconds without any the pings stop, so systemd sees the hang and restarts us. A
+        thread, so that one long step (each has its own timeout) is not taken for a hang."""
         if self.watchdog_interval is None or not self.address:
             return None
         interval = self.watchdog_interval
 
         def loop() -> None:
+            silent = False
             while not stop.wait(interval):
-                self.ping()
+                quiet = time.monotonic() - heartbeat()
+                if quiet < quiet_limit:
+                    self.ping()
+                    silent = False
+                elif not silent:
+                    log.error(
+                        "no progress for %.0f s: the daemon seems stuck; watchdog pings stop, "
+                        "so systemd restarts it",
+                        quiet,
+                    )
+                    silent = True
 
         thread = threading.Thread(target=loop, name="watchdog", daemon=True)
         thread.start()

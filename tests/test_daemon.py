@@ -128,6 +128,25 @@ def test_non_utc_schedule_becomes_the_right_local_next_run(make_settings):
     assert timedelta(0) < local.astimezone() - datetime.now().astimezone() <= timedelta(days=1)
 
 
+def test_after_the_clock_steps_back_the_next_run_follows_the_clock(make_settings, caplog):
+    settings = make_settings(schedule={"times": ["07:00", "19:00"], "timezone": "Europe/Berlin"})
+    daemon = Daemon(settings)
+    daemon.schedule_jobs()
+    expected = next_due(settings.schedule)
+    assert daemon.next_run().astimezone(UTC) == expected
+    # Started with the clock two days ahead, `schedule` planned two days out; the clock
+    # was then corrected. That is the state a backward step leaves:
+    for job in daemon.cycle_jobs:
+        job.next_run += timedelta(days=2)
+    daemon.follow_clock()
+    assert daemon.next_run().astimezone(UTC) == expected
+    assert "the clock moved back" in caplog.text
+    # Agreeing, nothing is re-planned.
+    caplog.clear()
+    daemon.follow_clock()
+    assert "the clock moved back" not in caplog.text
+
+
 def test_a_failing_cycle_is_recorded_and_rescheduled(make_settings, arxiv_server, tmp_path):
     empty = tmp_path / "no-templates"
     empty.mkdir()
@@ -328,44 +347,91 @@ def test_stop_deadline_exits_even_when_a_request_hangs(make_settings, arxiv_serv
     daemon.wait_for("exiting now")
 
 
+class NotifySocket:
+    """What systemd listens on ($NOTIFY_SOCKET): the datagrams the daemon sends, timed."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.received: list[tuple[float, str]] = []
+        self.done = threading.Event()
+        self.listener = threading.Thread(target=self._listen, daemon=True)
+        self.listener.start()
+
+    def _listen(self) -> None:
+        while not self.done.is_set():
+            try:
+                self.received.append((time.monotonic(), self.sock.recv(4096).decode()))
+            except TimeoutError:
+                continue
+
+    def pings(self, start: float, end: float) -> list[float]:
+        return [t for t, m in self.received if m == "WATCHDOG=1" and start < t < end]
+
+    def close(self) -> None:
+        self.done.set()
+        self.listener.join()
+        self.sock.close()
+
+
 def test_notify_protocol_ready_watchdog_during_a_slow_cycle_and_stopping(
     make_settings, arxiv_server, processes, tmp_path
 ):
     settings = make_settings(keywords=["MLLM"])
     arxiv_server.add(entry("2502.00001", "MLLM one"))
     arxiv_server.fail("stall", seconds=1.5)
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(0.2)
-    received: list[tuple[float, str]] = []
-    done = threading.Event()
-
-    def listen() -> None:
-        while not done.is_set():
-            try:
-                received.append((time.monotonic(), sock.recv(4096).decode()))
-            except TimeoutError:
-                continue
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    daemon = start(processes, settings, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+    notify = NotifySocket(tmp_path / "notify.sock")
+    daemon = start(
+        processes, settings, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+    )
     daemon.wait_for(r"cycle 1: keywords 1 fetched")
     assert daemon.stop() == 0
-    done.set()
-    listener.join()
-    sock.close()
+    notify.close()
 
+    received = notify.received
     messages = [m for _, m in received]
     ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
     cycle_start = next(t for t, m in received if "STATUS=running a cycle" in m)
     cycle_end = next(t for t, m in received if "STATUS=cycle 1:" in m)
-    pings = [t for t, m in received if m == "WATCHDOG=1" and cycle_start < t < cycle_end]
+    pings = notify.pings(cycle_start, cycle_end)
     assert ready < messages.index(next(m for m in messages if "STATUS=running a cycle" in m))
     assert len(pings) >= 4, f"pings at half of WATCHDOG_USEC while the cycle ran: {messages}"
     assert "STOPPING=1" in messages
     assert any("new papers" in m for m in messages if m.startswith("STATUS=cycle 1"))
+
+
+def test_a_stuck_main_loop_stops_the_watchdog_pings(
+    make_settings, arxiv_server, processes, tmp_path
+):
+    # Every wait has a 1 s timeout, so the daemon counts as stuck after 2 s without progress.
+    settings = make_settings(
+        keywords=["MLLM"], arxiv={"timeout_seconds": 1}, smtp={"timeout_seconds": 1}
+    )
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    settings.subscribers.dir.mkdir()
+    stuck = settings.subscribers.dir / "stuck.toml"
+    os.mkfifo(stuck)  # opening it blocks until someone writes: a hung file system, say
+    notify = NotifySocket(tmp_path / "notify.sock")
+    daemon = start(
+        processes, settings, env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+    )
+    try:
+        daemon.wait_for(r"no progress for \d+ s: the daemon seems stuck", timeout=20)
+        silent_from = time.monotonic()
+        time.sleep(1.5)
+        assert notify.pings(silent_from, time.monotonic()) == [], "no pings while stuck"
+        assert notify.pings(0, silent_from - 2), "pings before it got stuck"
+        with open(stuck, "wb"):  # the file system answers again: the cycle goes on
+            pass
+        daemon.wait_for(r"cycle 1: keywords 1 fetched", timeout=20)
+        resumed = time.monotonic()
+        time.sleep(0.6)
+        assert notify.pings(resumed, time.monotonic()), "pings again once it moves"
+        assert daemon.stop() == 0
+    finally:
+        notify.close()
 
 
 def test_notifier_does_nothing_without_notify_socket():

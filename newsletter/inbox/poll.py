@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -105,6 +106,7 @@ def poll_inbox(
     stop: threading.Event | None = None,
     *,
     now: datetime | None = None,
+    alive: Callable[[], None] | None = None,
 ) -> InboxReport:
     """Read the mailbox once, act on each new message, send the replies.
 
@@ -135,6 +137,8 @@ def poll_inbox(
                 handled = []
                 with store.batch():
                     for ref in chunk:
+                        if alive is not None:
+                            alive()  # the daemon's watchdog heartbeat
                         item = source.read(ref)
                         if item is not None:
                             inbox.take(item)
