@@ -38,6 +38,7 @@ from .archive.git import NETWORK_TIMEOUT
 from .clock import missed_since, next_due
 from .config import ConfigError, Settings, load_settings
 from .cycle import CycleReport, run_cycle
+from .errors import NewsletterError
 from .files import LostLock
 from .inbox.poll import poll_inbox
 from .store import Store
@@ -188,6 +189,10 @@ class Daemon:
             )
         except LostLock:
             raise
+        except NewsletterError as err:  # a full disk, say: its one line says it all
+            log.error("the cycle failed: %s; the next cycle will retry", err)
+            self.notifier.status("the last cycle failed; see the log")
+            return None
         except Exception:
             log.exception("the cycle failed; the daemon goes on and the next cycle will retry")
             self.notifier.status("the last cycle failed; see the log")
@@ -208,6 +213,9 @@ class Daemon:
             report = poll_inbox(self.settings, self.store, self.stop, alive=self.beat)
         except LostLock:
             raise
+        except NewsletterError as err:
+            log.error("inbox: the poll failed: %s; trying again at the next poll", err)
+            return
         except Exception:
             log.exception("inbox: the poll failed; trying again at the next poll")
             return

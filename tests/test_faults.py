@@ -3,6 +3,7 @@ nothing but the timing."""
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import shutil
@@ -351,4 +352,62 @@ def test_read_only_store_directory_gives_a_clear_error_and_keeps_the_store(
     assert result.returncode == 1, result.stderr
     assert "Read-only file system" in result.stderr
     assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert settings.store.path.read_bytes() == before
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1) to mount a tmpfs")
+def test_a_full_disk_is_one_line_and_the_store_stays_whole(make_settings, arxiv_server, tmp_path):
+    """The state folder on a small tmpfs (in a private mount namespace) that fills up."""
+    settings = make_settings(keywords=["MLLM"])
+    arxiv_server.add(entry("2502.00001", "MLLM old"))
+    assert run_cli("--settings", str(settings.file), "run", "--once").returncode == 0
+    arxiv_server.add(*(entry(f"2503.{n:05d}", f"MLLM {n}", abstract="x" * 3000) for n in range(60)))
+    state = settings.store.path.parent
+    shutil.copytree(state, tmp_path / "state-before")
+    status = cli_command("--settings", str(settings.file), "status")
+    script = (
+        f'mount -t tmpfs -o size=100k tmpfs "{state}" && cp -a "{tmp_path}/state-before/." '
+        f'"{state}/" && "$@"; echo "exit $?" >&2; exec {" ".join(status)}'
+    )
+    result = run_limited(settings, wrap=["unshare", "-rm", "sh", "-c", script, "sh"])
+    if "mount:" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    cycle_output, _, after = result.stderr.partition("exit ")
+    assert after.startswith("1\n"), result.stderr
+    assert "Traceback" not in cycle_output
+    (failure,) = [line for line in cycle_output.splitlines() if "No space left" in line]
+    assert "newsletter.papers.json: cannot save the store: No space left on device" in failure
+    assert "the previous file is intact" in failure
+    assert "1 papers in full" in result.stdout, "the store still loads, as it was"
+
+
+@pytest.mark.parametrize(
+    "table, change, says",
+    [
+        ("deliveries", {"colour": "red"}, "has an unknown field 'colour'"),
+        ("deliveries", {"since": None}, "lacks the field 'since'"),
+        ("cycles", {"started": None}, "lacks the field 'started'"),
+    ],
+)
+def test_a_store_record_from_another_release_is_one_line(
+    make_settings, arxiv_server, smtp_server, table, change, says
+):
+    settings = make_settings(keywords=["MLLM"])
+    subscribe(settings, "ann@example.org", "MLLM")
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    assert run_cli("--settings", str(settings.file), "run", "--once").returncode == 0
+    data = json.loads(settings.store.path.read_text())
+    record = next(iter(data[table].values()))
+    for field, value in change.items():
+        if value is None:
+            del record[field]
+        else:
+            record[field] = value
+    settings.store.path.write_text(json.dumps(data))
+    before = settings.store.path.read_bytes()
+    for command in (["run", "--once"], ["status"]):
+        result = run_cli("--settings", str(settings.file), *command)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+        assert f"newsletter.json: table '{table}': the record" in result.stderr
     assert settings.store.path.read_bytes() == before

@@ -6,9 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .engine import Database
+from .engine import Database, Fields
 
 KEEP_CYCLES = 100  # status shows 5; the daemon reads only the newest finished one
+CYCLE_FIELDS = Fields.of(
+    "key",
+    "number",
+    "started",
+    "finished",
+    optional=("keywords", "archive_error", "interrupted", "mail", "error"),
+)
 
 
 def now_iso() -> str:
@@ -19,7 +26,7 @@ class CycleLog:
     def __init__(self, database: Database):
         self.database = database
         # The key is the number as text: KeyedTable keys are strings.
-        self.table = database.keyed("cycles", "key")
+        self.table = database.keyed("cycles", "key", CYCLE_FIELDS)
 
     def last_number(self) -> int:
         return max((r["number"] for r in self.table.records.values()), default=0)

@@ -8,14 +8,15 @@ FLUSH_EVERY messages on a long list, to keep the journal and its replay short.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 
 from .cycles import now_iso
-from .engine import Database
+from .engine import Database, Fields
 from .journal import Journal
 from .records import Delivery
 
+DELIVERY_FIELDS = [f.name for f in fields(Delivery)]
 FLUSH_EVERY = 10_000
 # Bounce reports arrive after the relay accepted the digest, so an accepted
 # digest does not reset a count that bounce reports raised within this time
@@ -26,7 +27,7 @@ BOUNCE_MEMORY = timedelta(days=7)
 class Deliveries:
     def __init__(self, database: Database, journal: Journal):
         self.database = database
-        self.table = database.keyed("deliveries", "key")
+        self.table = database.keyed("deliveries", "key", Fields.of(*DELIVERY_FIELDS))
         self.records: dict[str, Delivery] = {
             key: Delivery(**doc) for key, doc in self.table.records.items()
         }

@@ -22,6 +22,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +128,13 @@ class KeyedTable:
     operations. Records handed out are the table's own: change a copy, then `put` it.
     """
 
-    def __init__(self, table: Table, field: str):
+    def __init__(self, table: Table, field: str, fields: Fields, where: str):
         self.table = table
         self.field = field
         self.records: dict[str, Record] = {}
         self._doc_ids: dict[str, int] = {}
         for doc in table.all():
+            _check(doc, doc.doc_id, field, fields, where)
             self.records[doc[field]] = dict(doc)
             self._doc_ids[doc[field]] = doc.doc_id
         self._changed: set[str] = set()
@@ -181,6 +183,34 @@ class KeyedTable:
             self.table.update(replace, doc_ids=list(changed))
 
 
+@dataclass(frozen=True)
+class Fields:
+    """The fields a table's records have: each one `required`, and those that may be absent."""
+
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, *required: str, optional: tuple[str, ...] = ()) -> Fields:
+        return cls(frozenset(required), frozenset(optional))
+
+
+def _check(doc: Record, doc_id: int, field: str, fields: Fields, where: str) -> None:
+    """A record this release cannot read (another release wrote it, or a hand) is one line
+    naming the file, the table, the record and the field; never a traceback."""
+    name = repr(doc.get(field, f"#{doc_id}"))
+    missing = sorted(fields.required - doc.keys())
+    unknown = sorted(doc.keys() - fields.required - fields.optional)
+    if missing or unknown:
+        problem = (
+            f"lacks the field {missing[0]!r}" if missing else f"has an unknown field {unknown[0]!r}"
+        )
+        raise StoreError(
+            f"{where}: the record {name} {problem} (written by another release?); "
+            "restore the file from a backup, or from the release that wrote it"
+        )
+
+
 class Database:
     """One TinyDB file: read at open (or given its data), its keyed tables, and batches
     that each end in at most one atomic write."""
@@ -200,8 +230,9 @@ class Database:
         self.tables: list[KeyedTable] = []
         self._depth = 0
 
-    def keyed(self, name: str, field: str) -> KeyedTable:
-        table = KeyedTable(self.db.table(name, cache_size=0), field)
+    def keyed(self, name: str, field: str, fields: Fields) -> KeyedTable:
+        where = f"{self.path}: table {name!r}"
+        table = KeyedTable(self.db.table(name, cache_size=0), field, fields, where)
         self.tables.append(table)
         return table
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 
-from .engine import Database
+from .engine import Database, Fields
 from .records import PendingRequest, QueuedReply
 
+PENDING_FIELDS = [f.name for f in fields(PendingRequest)]
+OUTBOX_FIELDS = Fields.of("key", "recipient", "data", "created", "tries")
 HOUR = timedelta(hours=1)
 PROCESSED_MEMORY = timedelta(days=30)  # how long handled messages are remembered
 MAX_PROCESSED = 20_000  # and at most this many, the newest
@@ -24,11 +26,11 @@ MAX_PROCESSED = 20_000  # and at most this many, the newest
 class InboxState:
     def __init__(self, database: Database):
         self.database = database
-        self.pending = database.keyed("pending", "key")
+        self.pending = database.keyed("pending", "key", Fields.of(*PENDING_FIELDS))
         self.by_code = {r["code_hash"]: key for key, r in self.pending.records.items()}
-        self.reply_times = database.keyed("reply_times", "key")
-        self.processed = database.keyed("processed_mail", "key")
-        self.outbox_table = database.keyed("outbox", "key")
+        self.reply_times = database.keyed("reply_times", "key", Fields.of("key", "times"))
+        self.processed = database.keyed("processed_mail", "key", Fields.of("key", "at"))
+        self.outbox_table = database.keyed("outbox", "key", OUTBOX_FIELDS)
 
     # -- confirmation requests ------------------------------------------------
 

@@ -11,19 +11,22 @@ the seen ids are read only while a cycle needs them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..crashpoints import crashpoint
 from ..papers import Paper, StoredPaper
-from .engine import Database
+from .engine import Database, Fields
 from .records import KeywordDiff
 from .seen import SeenIds
 
 # The first_seen of a paper taken back into the working set from the seen ids: it
 # is not new (it was seen before), so no digest counts it as news again.
 LONG_AGO = 0
+PAPER_FIELDS = Fields.of(*(f.name for f in fields(Paper)), "keywords", "first_seen")
+UNCOUNTED_FIELDS = Fields.of("key", "first_seen", "keywords", "count")
 
 
 class PaperStore:
@@ -38,9 +41,9 @@ class PaperStore:
     ):
         self.database = Database(path, "papers", data, guard)
         self.guard = guard
-        self.table = self.database.keyed("papers", "id")
+        self.table = self.database.keyed("papers", "id", PAPER_FIELDS)
         # Pruned papers that a digest still due would have counted: see `prune`.
-        self.uncounted = self.database.keyed("uncounted", "key")
+        self.uncounted = self.database.keyed("uncounted", "key", UNCOUNTED_FIELDS)
         self.seen_path = seen_path
         self._seen: SeenIds | None = None
         self._released_writes = 0  # writes of seen ids since released

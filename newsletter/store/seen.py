@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .engine import Database, KeyedTable
+from .engine import Database, Fields, KeyedTable
+
+BUCKET_FIELDS = Fields.of("bucket", "ids")
 
 
 def bucket(paper_id: str) -> str:
@@ -30,7 +32,7 @@ class SeenIds:
         self, path: Path, data: dict | None = None, guard: Callable[[], None] | None = None
     ):
         self.database = Database(path, "seen", data, guard)
-        self.buckets: KeyedTable = self.database.keyed("seen", "bucket")
+        self.buckets: KeyedTable = self.database.keyed("seen", "bucket", BUCKET_FIELDS)
 
     def __len__(self) -> int:
         return sum(len(doc["ids"]) for doc in self.buckets.records.values())
