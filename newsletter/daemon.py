@@ -286,7 +286,8 @@ class Daemon:
     def _opened(self) -> Iterator[Store]:
         """Signals installed, store open and locked (or AlreadyRunning raised)."""
         self._install_signals()
-        self.store = Store(self.settings.store.path)
+        store = self.settings.store
+        self.store = Store(store.path, journal_sync_ms=store.journal_sync_ms)
         try:
             yield self.store
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pytest
@@ -102,3 +103,21 @@ def test_each_delivery_is_journaled_at_once_and_the_store_rewritten_per_batch(
             f"p{n}@example.org" for n in range(7)
         }
         assert again.journal.lines == 0 and again.writes == 1, "replayed and folded at open"
+
+
+def test_journal_lines_are_fsynced_in_groups_or_each_with_zero(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    at = "2025-01-01T00:00:00+00:00"
+    with Store(tmp_path / "each" / "s.json", journal_sync_ms=0) as store:
+        for n in range(5):
+            store.deliveries.record_sent(f"p{n}@example.org", at, 1)
+        assert store.journal.syncs == 5, "a power loss can cost no accepted message"
+    with Store(tmp_path / "grouped" / "s.json", journal_sync_ms=60_000) as store:
+        for n in range(5):
+            store.deliveries.record_sent(f"p{n}@example.org", at, 1)
+        assert store.journal.syncs == 0, "all five within one group"
+    # Closed without the state write that would take them in: the group is synced.
+    assert store.journal.syncs == 1
+    assert len(synced) == 6

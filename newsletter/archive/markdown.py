@@ -31,33 +31,95 @@ def header(max_papers: int, today: date) -> str:
     )
 
 
-_PIPE = re.compile(r"(\\*)\|")
-_LT = re.compile(r"(\\*)<")
-_BRACKET = re.compile(r"(\\*)([\[\]])")
-_NEWLINES = re.compile(r"\r\n|\r|\n")
+# Longest text a field shows; past it the text is cut and ends with "…", so one hostile
+# paper cannot make the README megabytes. arXiv caps an abstract at 1,920 characters and
+# the seed's longest title is 168 and comment 100: no real paper is ever cut, and a
+# 10,000-character abstract (tests/test_bad_input.py) still shows whole.
+TITLE_MAX = 500
+ABSTRACT_MAX = 10_000
+COMMENT_MAX = 1_000
+ELLIPSIS = "…"
+
+
+def cap(text: str, limit: int) -> str:
+    """`text`, or its first `limit - 1` characters and an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+# GitHub keeps one kind of bare URL clickable: the code links of real abstracts, which the
+# seed README shows as links (https://github.com/..., https://NAME.github.io/...). The host
+# must be followed by "/", so no userinfo ("github.com@evil"), port or lookalike host passes.
+_KEPT_URL = re.compile(
+    r"https?://(?:(?:[a-z0-9-]+\.)?github\.com|[a-z0-9-]+\.github\.io)/", re.IGNORECASE
+)
+# What GFM's autolink extension links without any markup: a scheme's letters before "://"
+# (cmark-gfm links http, https and ftp, taking every letter before the colon as the
+# scheme), and "www." not inside a word or a URL.
+_SCHEME = re.compile(r"(?<![A-Za-z])[A-Za-z]++(?=://)")
+_WWW = re.compile(r"(?<![A-Za-z0-9/.])(www)(\.)", re.IGNORECASE)
+# A character that is markup, each with the whole run of backslashes before it (an odd
+# run escapes it already), and the end of the text (a trailing odd run would escape what
+# we put after it). "@" includes the entities that decode to it. Runs are matched from
+# their start and never backtracked, so a long one costs linear time.
+_MARKUP = re.compile(r"(?<!\\)(\\*+)(\r\n|\r|\n|<|\||[\[\]`]|@|&(?:#0*64|#[xX]0*40|commat);|\Z)")
+
+
+def _unlink(text: str) -> str:
+    def scheme(m: re.Match[str]) -> str:
+        kept = _KEPT_URL.match(text, m.start())
+        return m.group(0) if kept else m.group(0) + "\\"
+
+    return _WWW.sub(r"\1\\\2", _SCHEME.sub(scheme, text))
+
+
+def _escape_markup(m: re.Match[str]) -> str:
+    slashes, char = m.group(1), m.group(2)
+    odd = len(slashes) % 2 == 1
+    if char == "<":
+        return slashes + ("<" if odd else "&lt;")
+    if char == "|":
+        return slashes + ("\\\\|" if odd else "\\|")
+    if char in ("[", "]", "`"):
+        return slashes + ("" if odd else "\\") + char
+    # What follows is markup of ours ("<br>", "<span>") or the end of the cell: an odd run
+    # would escape its first character, so it gets one backslash more.
+    slashes += "\\" if odd else ""
+    if char in ("\r\n", "\r", "\n"):
+        return slashes + "<br>"
+    return f"{slashes}<span>{char}</span>" if char else slashes
 
 
 def escape_cell(text: str) -> str:
-    """Make untrusted text safe inside a GitHub table cell, altering nothing else.
+    """Make untrusted text safe inside a GitHub table cell: it shows as the text it is,
+    never as markup, and the seed's own rows come out unchanged (they hold none of this).
 
-    `|` would end the cell: it becomes `\\|`, with one more backslash when the
-    text already had one before it (LaTeX's `\\|`), because GitHub splits a row
-    at a pipe preceded by an even number of backslashes. Line breaks would end
-    the row: they become `<br>`. `<` could open a tag that swallows the rest of
-    the table (`</details>`, `<script>`): it becomes `&lt;`. Everything else,
-    LaTeX included, stays as arXiv sent it.
+    Each change stops one thing GitHub's renderer (cmark-gfm) would do with the text:
+
+    - `|` would end the cell: `\\|`, with one more backslash when the text already had one
+      before it (LaTeX's `\\|`), because GitHub splits a row at a pipe preceded by an even
+      number of backslashes. Line breaks would end the row: `<br>`.
+    - `<` would open a tag (`</details>`, `<script>`, `<img>`) or an autolink
+      (`<https://...>`): `&lt;`.
+    - `[` and `]` would open a link or an image (`[x](url)`, `![x](url)`, `[x][1]`, `[^1]`):
+      `\\[`, `\\]`. A backtick would open a code span, which can swallow the markup
+      between a comment's summary and its text: `` \\` ``.
+    - A bare URL is linked by GFM's autolink extension: a backslash before the scheme's
+      colon (`https\\://`) and after `www` (`www\\.`) stops that, showing the same text.
+      Code links to GitHub itself stay (`_KEPT_URL`).
+    - An e-mail address is linked from the text as the renderer finally sees it, where an
+      escape is gone: `@` (or an entity for it) goes in a `<span>`, which splits the text.
+    - A run of backslashes at the end, or before a line break or an `@`, would escape the
+      first character of the markup that follows (`\\</p>`): it gets one more backslash.
+
+    Everything else, LaTeX included, stays as arXiv sent it.
     """
-    text = _LT.sub(lambda m: m.group(1) + ("<" if len(m.group(1)) % 2 else "&lt;"), text)
-    text = _PIPE.sub(lambda m: m.group(1) + ("\\|" if len(m.group(1)) % 2 == 0 else "\\\\|"), text)
-    return _NEWLINES.sub("<br>", text)
+    return _MARKUP.sub(_escape_markup, _unlink(text))
 
 
 def escape_link_text(text: str) -> str:
-    """A table cell that is also a link's text: an unbalanced bracket would end the link."""
-    return _BRACKET.sub(
-        lambda m: m.group(0) if len(m.group(1)) % 2 else m.group(1) + "\\" + m.group(2),
-        escape_cell(text),
-    )
+    """A table cell that is also a link's text: an unescaped bracket would end the link,
+    and `escape_cell` escapes every one."""
+    return escape_cell(text)
 
 
 def escape_url(url: str) -> str:
@@ -67,6 +129,7 @@ def escape_url(url: str) -> str:
 def comment_cell(comment: str) -> str:
     if not comment:
         return ""
+    comment = cap(comment, COMMENT_MAX)
     if len(comment) <= COMMENT_INLINE_MAX:
         return escape_cell(comment)
     return (
@@ -77,9 +140,10 @@ def comment_cell(comment: str) -> str:
 
 def row(paper: Paper) -> str:
     return (
-        f"| **[{escape_link_text(paper.title)}]({escape_url(paper.url)})** "
+        f"| **[{escape_link_text(cap(paper.title, TITLE_MAX))}]({escape_url(paper.url)})** "
         f"| {paper.updated.date().isoformat()} "
-        f"| <details><summary>Show</summary><p>{escape_cell(paper.abstract)}</p></details> "
+        f"| <details><summary>Show</summary><p>{escape_cell(cap(paper.abstract, ABSTRACT_MAX))}"
+        "</p></details> "
         f"| {comment_cell(paper.comment)} |"
     )
 
@@ -102,7 +166,7 @@ def render_page(name: str, month: str, rows: Sequence[str], readme_name: str) ->
 
 
 # Where a row's title link ends and its Date cell follows. A title cannot hold this: its
-# "|" and brackets are escaped (escape_link_text), so the first match is the real end.
+# "|" and brackets are escaped (escape_cell), so the first match is the real end.
 _ROW_LINK = re.compile(r"\]\((\S+?)\)\*\* \| (\d{4}-\d\d-\d\d) \| <details>")
 
 

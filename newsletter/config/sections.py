@@ -93,7 +93,10 @@ def keywords_section(file: str, raw: Any) -> tuple[Keyword, ...]:
 
 
 def store_section(t: TomlTable, state_base: Path) -> StoreSettings:
-    result = StoreSettings(path=t.path("path", "state/newsletter.json", state_base))
+    result = StoreSettings(
+        path=t.path("path", "state/newsletter.json", state_base),
+        journal_sync_ms=t.number("journal_sync_ms", StoreSettings.journal_sync_ms),
+    )
     t.finish()
     return result
 

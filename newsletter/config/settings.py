@@ -38,6 +38,7 @@ class Keyword:
 @dataclass(frozen=True)
 class StoreSettings:
     path: Path
+    journal_sync_ms: float = 50.0  # after a power loss, messages of at most this long resent
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..config.settings import StoreSettings
 from ..files import InstanceLock, remove_stale_temps
 from .convert import FORMAT, backup_path, convert, format_of, new_state, split_first_release
 from .cycles import CycleLog
@@ -47,7 +48,13 @@ class Store:
     journal are saved. Without it (status, preview) nothing is ever written.
     """
 
-    def __init__(self, path: Path, *, lock: bool = True):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock: bool = True,
+        journal_sync_ms: float = StoreSettings.journal_sync_ms,
+    ):
         self.path = path
         self.papers_path = sibling(path, "papers")
         self.seen_path = sibling(path, "seen")
@@ -62,7 +69,7 @@ class Store:
             for file in (path, self.papers_path, self.seen_path):
                 remove_stale_temps(file)
         guard = self.lock.check if self.lock else None
-        self.journal = Journal(path.with_name(path.name + ".journal"), guard)
+        self.journal = Journal(path.with_name(path.name + ".journal"), guard, journal_sync_ms)
         try:
             state, papers = self._read()
             self.state = Database(path, "state", state, guard)
