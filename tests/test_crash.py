@@ -127,7 +127,8 @@ def test_two_runs_at_once_one_proceeds_the_other_refuses(make_settings, arxiv_se
     """Two `run --once` on one store at the same time: one runs, one exits 1; store intact."""
     settings = make_settings()
     arxiv_server.add(*FIRST)
-    arxiv_server.fail("stall", seconds=1.0)  # keep the first one busy while the second starts
+    # Keep the first one busy while the second starts (a loaded machine starts Python slowly).
+    arxiv_server.fail("stall", seconds=4.0)
     command = cli_command("--settings", str(settings.file), "run", "--once")
     env = cli_env()
     first = subprocess.Popen(

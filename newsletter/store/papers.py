@@ -106,7 +106,8 @@ class PaperStore:
         updated only when its version is later than the one remembered.
         One write of the working set.
         """
-        records: dict[str, dict[str, Any]] = {}  # every record this fetch touched
+        records: dict[str, dict[str, Any]] = {}  # copies of the records this fetch read
+        changed: set[str] = set()
         fresh: set[str] = set()  # first seen in this cycle
         restored: set[str] = set()  # back from the seen ids
         counts: dict[str, KeywordDiff] = {}
@@ -121,6 +122,7 @@ class PaperStore:
                     else:
                         seen = self.seen().get(paper.id)
                         records[paper.id] = _from_fetch(paper, keyword, cycle, seen)
+                        changed.add(paper.id)
                         if seen is None:
                             fresh.add(paper.id)
                             new += 1
@@ -128,15 +130,17 @@ class PaperStore:
                             restored.add(paper.id)
                             updated += paper.version > seen[0]
                         continue
+                merged = _merge(record, paper, keyword)
+                if merged:
+                    changed.add(paper.id)
                 if paper.id in fresh:
-                    _merge(record, paper, keyword)
                     new += 1
-                elif _merge(record, paper, keyword) and paper.id not in restored:
+                elif merged and paper.id not in restored:
                     updated += 1
             counts[keyword] = KeywordDiff(new=new, updated=updated)
         with self.database.batch():
-            for record in records.values():
-                self.table.put(record)
+            for paper_id in changed:
+                self.table.put(records[paper_id])
             crashpoint("after-diff")
         return counts
 
