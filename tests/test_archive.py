@@ -117,8 +117,10 @@ def test_tags_in_untrusted_text_cannot_close_the_details_block():
 
 
 def test_latex_is_left_alone():
-    text = r"The $\text{LapEigvals}$ method \href{https://x}{code} keeps R\&D"
+    text = r"The $\text{LapEigvals}$ method \href{https://github.com/x}{code} keeps R\&D"
     assert escape_cell(text) == text
+    # only a URL GitHub would link, and that is not a code link on GitHub, changes
+    assert escape_cell(r"\href{https://x}{code}") == r"\href{https\://x}{code}"
 
 
 def test_comment_cell_formats():

@@ -5,10 +5,12 @@ from __future__ import annotations
 import quopri
 import re
 from email import quoprimime
+from urllib.parse import urlsplit
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_archive import gfm_cells, paper
+from test_markdown_safety import KEPT_HOSTS, ROW_TAGS, Table, readme, render
 
 from newsletter.archive.markdown import comment_cell, escape_cell, row
 from newsletter.config import ConfigError, Keyword
@@ -25,8 +27,9 @@ CELL_TEXT = st.text(
 
 
 def _unescaped_lt(text: str) -> bool:
-    """A `<` that could open a tag: not part of our `<br>`, not escaped by an odd run of `\\`."""
-    text = text.replace("<br>", "")
+    """A `<` that could open a tag: not part of our `<br>` or `<span>@</span>`, not escaped
+    by an odd run of `\\`."""
+    text = re.sub(r"<br>|<span>(@|&#0*64;|&#[xX]0*40;|&commat;)</span>", "", text)
     return any(len(m.group(1)) % 2 == 0 for m in re.finditer(r"(\\*)<", text))
 
 
@@ -44,10 +47,70 @@ def test_any_text_keeps_the_row_four_cells_on_one_line(title, abstract, comment)
 def test_escaped_cell_opens_no_tag_and_alters_nothing_else(text):
     cell = escape_cell(text)
     assert not _unescaped_lt(cell)
-    # Undo exactly our three escapes (on text without '&', where '&lt;' is unambiguous).
+    # Undo our escapes (on text without '&' and '\\', where every '&lt;' and '\\' is ours).
     if "&" not in text and "\\" not in text:
-        undone = cell.replace("<br>", "\n").replace("&lt;", "<").replace("\\|", "|")
+        undone = re.sub(r"<span>@</span>", "@", cell.replace("<br>", "\n"))
+        undone = undone.replace("&lt;", "<").replace("\\", "")
         assert undone == re.sub(r"\r\n|\r", "\n", text)
+
+
+# Paper text made of every kind of markup GitHub could make of it, in any order: links,
+# images, references and footnotes, autolinks and bare URLs (and GitHub's, which stay
+# links), e-mail addresses, tags and entities, backslashes, pipes, code spans, emphasis.
+_PIECES = [
+    *"[]()!<>\\|`*_~@:/. \n",
+    "![", "](", "][", "[^", "\r\n", "\\\\", "<img src=x>", "<a href=x>", "</p>", "</details>",
+    "&#64;", "&commat;", "&lt;", "&amp;", "&#91;", "://", "http", "https", "HTTPS", "ftp",
+    "www.", "WWW.", "mailto:", "evil.example", "e.co", "github.com", "x.github.io", "a1",
+]  # fmt: skip
+FIELD = st.lists(st.sampled_from(_PIECES) | st.characters(codec="utf-8"), max_size=25).map("".join)
+# The same without what Markdown itself makes something else of and we leave alone:
+# backslash escapes, entities, emphasis (and NUL, which becomes U+FFFD).
+_LEFT_ALONE = "\\&*_~\0"
+PLAIN_FIELD = st.lists(
+    st.sampled_from([p for p in _PIECES if not set(p) & set(_LEFT_ALONE)])
+    | st.characters(codec="utf-8", exclude_characters=_LEFT_ALONE),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(title=FIELD, abstract=FIELD, comment=FIELD)
+def test_any_text_in_any_field_renders_one_link_the_titles_and_no_image(title, abstract, comment):
+    papers = [
+        paper("2503.00002", title=title.strip() or "t", abstract=abstract, comment=comment),
+        paper("2503.00001"),  # the next row is intact too
+    ]
+    table = Table(render(readme(*papers)))
+    assert len(table.rows) == 2
+    assert "img" not in table.outside and "a" not in table.outside
+    for cells, p in zip(table.rows, papers, strict=True):
+        assert len(cells) == 4
+        assert cells[0].links == [p.url] and urlsplit(p.url).hostname == "arxiv.org"
+        assert cells[1].text == "2025-03-01"
+        for cell in cells:
+            assert set(cell.tags) <= ROW_TAGS, cell.tags  # no <img>, no tag from the text
+            assert all(s == "@" for s in cell.spans)
+        others = [link for c in cells[1:] for link in c.links]
+        # Only a code link to GitHub, as the seed has, may be a second link.
+        assert all(urlsplit(u).hostname.endswith(KEPT_HOSTS) for u in others), others
+        if "github" not in (title + abstract + comment).lower():
+            assert others == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(title=PLAIN_FIELD, abstract=PLAIN_FIELD, comment=PLAIN_FIELD)
+def test_escaped_text_shows_exactly_as_sent(title, abstract, comment):
+    """Our escapes are invisible: a reader sees the text as arXiv sent it."""
+    title = title.strip() or "t"
+    (cells,) = Table(render(readme(paper(title=title, abstract=abstract, comment=comment)))).rows
+    lines = re.compile(r"\r\n|\r")
+    assert cells[0].text == lines.sub("\n", title)
+    assert cells[2].text == "Show" + lines.sub("\n", abstract)
+    if len(comment) <= 20:
+        assert cells[3].text.strip() == lines.sub("\n", comment).strip()  # a cell is trimmed
+    else:
+        assert cells[3].text == lines.sub("\n", comment[:5]) + "..." + lines.sub("\n", comment)
 
 
 @settings(max_examples=200, deadline=None)

@@ -132,8 +132,9 @@ def comment_cell(comment: str) -> str:
     comment = cap(comment, COMMENT_MAX)
     if len(comment) <= COMMENT_INLINE_MAX:
         return escape_cell(comment)
+    # The "..." is escaped with the text it follows: "www" + "..." would be a link.
     return (
-        f"<details><summary>{escape_cell(comment[:5])}...</summary>"
+        f"<details><summary>{escape_cell(comment[:5] + '...')}</summary>"
         f"<p>{escape_cell(comment)}</p></details>"
     )
 
