@@ -37,10 +37,7 @@ def settings_dict(
         "store": {"path": str(root / "state" / "newsletter.json")},
         "archive": {"path": str(root / "archive" / "README.md"), "max_papers": 100},
         "subscribers": {"dir": str(root / "subscribers")},
-        "digest": {
-            "from": "Daily Papers <papers@example.org>",
-            "templates": str(REPO / "templates"),
-        },
+        "digest": {"from": "Daily Papers <papers@example.org>"},  # the shipped templates
         "smtp": {
             "host": "127.0.0.1",
             "port": smtp_port,

@@ -148,9 +148,10 @@ def test_after_the_clock_steps_back_the_next_run_follows_the_clock(make_settings
 
 
 def test_a_failing_cycle_is_recorded_and_rescheduled(make_settings, arxiv_server, tmp_path):
-    empty = tmp_path / "no-templates"
-    empty.mkdir()
-    settings = make_settings(keywords=["MLLM"], digest={"templates": str(empty)})
+    broken = tmp_path / "broken-templates"
+    broken.mkdir()
+    (broken / "digest.html.j2").write_text("{% if %}\n")  # rendering the digest fails
+    settings = make_settings(keywords=["MLLM"], digest={"templates": str(broken)})
     subscribe(settings, "ann@example.org", "MLLM")
     arxiv_server.add(entry("2502.00001", "MLLM one"))
     daemon = Daemon(settings)
@@ -159,10 +160,10 @@ def test_a_failing_cycle_is_recorded_and_rescheduled(make_settings, arxiv_server
         daemon.schedule_jobs()
         (job,) = daemon.scheduler.jobs
         job.next_run = datetime.now() - timedelta(seconds=1)
-        daemon.scheduler.run_pending()  # the cycle raises TemplateNotFound inside
+        daemon.scheduler.run_pending()  # the cycle raises TemplateSyntaxError inside
         assert job.next_run > datetime.now(), "rescheduled despite the failure"
         (cycle,) = daemon.store.cycles.all()
-        assert cycle["error"].startswith("FileNotFoundError") and "digest.css" in cycle["error"]
+        assert cycle["error"].startswith("TemplateSyntaxError")
         assert daemon.store.papers.count() == 1, "what was fetched before the failure is kept"
     finally:
         daemon.store.close()
@@ -220,13 +221,14 @@ def test_daemon_survives_a_failing_cycle_and_the_next_one_runs(
     make_settings, arxiv_server, smtp_server, processes, tmp_path
 ):
     templates = tmp_path / "templates"
-    templates.mkdir()  # empty: rendering the digest fails
+    templates.mkdir()
+    (templates / "digest.html.j2").write_text("{% if %}\n")  # rendering the digest fails
     settings = make_settings(keywords=["MLLM"], digest={"templates": str(templates)})
     subscribe(settings, "ann@example.org", "MLLM")
     arxiv_server.add(entry("2502.00001", "MLLM one"))
     daemon = start(processes, settings)
     daemon.wait_for("the cycle failed; the daemon goes on")
-    daemon.wait_for("FileNotFoundError")  # the traceback is in the log
+    daemon.wait_for("TemplateSyntaxError")  # the traceback is in the log
     assert daemon.proc.poll() is None
 
     for name in ("digest.html.j2", "digest.txt.j2", "digest.css"):

@@ -170,7 +170,7 @@ def digest_section(t: TomlTable, base: Path) -> DigestSettings:
         raise t.fail(
             "from", f"one address like 'Name <name@example.org>' ({err})", sender
         ) from None
-    d = DigestSettings(sender=sender, sender_address=sender_address, templates=base)
+    d = DigestSettings(sender=sender, sender_address=sender_address)
     fields = ("count", "keywords", "date")
     if "unsubscribe_url" in t.raw:
         raise ConfigError(
@@ -183,7 +183,7 @@ def digest_section(t: TomlTable, base: Path) -> DigestSettings:
     result = DigestSettings(
         sender=sender,
         sender_address=sender_address,
-        templates=t.path("templates", "templates", base),
+        templates=t.path("templates", None, base),
         subject=t.template("subject", d.subject, fields),
         welcome_subject=t.template("welcome_subject", d.welcome_subject, fields),
         max_papers_per_keyword=t.integer(

@@ -64,7 +64,7 @@ class SubscribersSettings:
 class DigestSettings:
     sender: str  # digest.from, as written: "Daily Papers <papers@example.org>"
     sender_address: str
-    templates: Path
+    templates: Path | None = None  # None: the templates shipped in the package
     subject: str = "[Daily Papers] {count} new papers: {keywords} ({date})"
     welcome_subject: str = "[Daily Papers] Welcome: {count} recent papers: {keywords}"
     max_papers_per_keyword: int = 20

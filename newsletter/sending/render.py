@@ -7,6 +7,7 @@ the same papers share one render.
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -95,20 +96,33 @@ def _authors(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", et al." if len(names) > 3 else "")
 
 
+def template_texts(folder: Path | None) -> dict[str, str]:
+    """The digest's three files: each from `folder` when it has one of that name, else the
+    one shipped in the package (so a folder may override only the stylesheet, say)."""
+    shipped = importlib.resources.files("newsletter.templates")
+    texts = {}
+    for name in (HTML_TEMPLATE, TEXT_TEMPLATE, STYLESHEET):
+        own = folder / name if folder is not None else None
+        source = own if own is not None and own.is_file() else shipped / name
+        texts[name] = source.read_text(encoding="utf-8")
+    return texts
+
+
 class Renderer:
     """jinja2 (autoescape on) + premailer (network off), loaded once per cycle."""
 
     def __init__(
         self,
-        templates: Path,
+        templates: Path | None,
         subject: str,
         welcome_subject: str,
         max_html_bytes: int,
         archive_url: str = "",
         unsubscribe_address: str = "",
     ):
+        texts = template_texts(templates)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(templates),
+            loader=jinja2.DictLoader(texts),
             autoescape=jinja2.select_autoescape(("html", "html.j2")),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -119,7 +133,7 @@ class Renderer:
         self.env.filters["slug"] = keyword_slug
         self.env.filters["wordwrap"] = self._wordwrap
         self._wrapped: dict[tuple[str, int, bool, str | None, bool], str] = {}
-        self.css = (templates / STYLESHEET).read_text(encoding="utf-8")
+        self.css = texts[STYLESHEET]
         self.html_template = self.env.get_template(HTML_TEMPLATE)
         self.text_template = self.env.get_template(TEXT_TEMPLATE)
         self.subject = subject
