@@ -21,6 +21,7 @@ from .daemon import Daemon
 from .errors import EXIT_FAILED, NewsletterError, UsageError
 from .inbox.poll import poll_inbox
 from .logs import setup_logging
+from .preflight import check_paths
 from .sending.plan import is_new_subscription
 from .sending.preview import preview
 from .status import format_status, gather
@@ -51,6 +52,7 @@ def print_cycle(report: CycleReport) -> None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    check_paths(settings)
     daemon = Daemon(settings, progress=args.progress)
     if not args.once:
         return daemon.run()
@@ -99,6 +101,11 @@ def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.subscribers.dir.is_dir():
+        raise UsageError(
+            f"{settings.file}: [subscribers] dir {settings.subscribers.dir} does not exist "
+            "(newsletter subscribe creates it)"
+        )
     roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
     deliveries = {}
     if settings.store.path.exists():
@@ -158,6 +165,7 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
             f"{settings.file}: [inbox] is not configured (set maildir, or imap_host with "
             "username and password_env)"
         )
+    check_paths(settings, archive=False)
     with Store(settings.store.path) as store:
         report = poll_inbox(settings, store)
     print(report.summary())
@@ -167,6 +175,7 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     if args.publish and not settings.archive.git:
         raise UsageError(f"{settings.file}: --publish needs [archive] git = true")
+    check_paths(settings, git=args.publish, inbox=False)
     # Publishing runs git in the archive's repository: take the instance lock, so a
     # running daemon's commit and ours cannot collide. Rebuilding alone needs no lock.
     with Store(settings.store.path, lock=args.publish) as store:

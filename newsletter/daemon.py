@@ -41,6 +41,7 @@ from .cycle import CycleReport, run_cycle
 from .errors import NewsletterError
 from .files import LostLock
 from .inbox.poll import poll_inbox
+from .preflight import check_paths, warn_missing_subscribers
 from .store import Store
 from .systemd_notify import Notifier
 from .tokens import SecretError
@@ -240,6 +241,7 @@ class Daemon:
         self.reload_requested = False
         try:
             new = load_settings(self.settings.file)
+            check_paths(new)
         except ConfigError as err:
             log.error("reload refused, keeping the previous settings: %s", err)
             return
@@ -288,6 +290,7 @@ class Daemon:
         self._install_signals()
         store = self.settings.store
         self.store = Store(store.path, journal_sync_ms=store.journal_sync_ms)
+        warn_missing_subscribers(self.settings)
         try:
             yield self.store
         finally:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from arxiv_server import entry
 from conftest import run_cli
 
@@ -43,12 +44,32 @@ def test_archive_command_rebuilds_without_fetching(make_settings, arxiv_server):
     assert len(arxiv_server.requests) == requests
 
 
-def test_missing_archive_directory_is_a_clear_error(make_settings, arxiv_server):
-    settings = make_settings(archive={"path": str(make_settings().file.parent / "nope" / "R.md")})
-    arxiv_server.add(entry("2503.00001", "Hallucination one"))
+def test_an_archive_folder_is_made_when_the_folder_above_it_exists(make_settings, tmp_path):
+    settings = make_settings(archive={"path": str(tmp_path / "site" / "README.md")})
     result = run_cli("--settings", str(settings.file), "run", "--once")
-    assert result.returncode == 1
-    assert "the directory" in result.stdout and "does not exist" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "README.md").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, says",
+    [
+        ({"archive": {"path": "nope/deeper/R.md"}}, "[archive] path {root}/nope/deeper/R.md: "),
+        ({"digest": {"templates": "mine"}}, "[digest] templates {root}/mine: no such folder"),
+        ({"inbox": {"maildir": "Maildir"}}, "[inbox] maildir {root}/Maildir: not a Maildir"),
+        ({"archive": {"git": True}}, "[archive] git: {root}/archive: not inside a git repository"),
+    ],
+    ids=["archive", "templates", "maildir", "git"],
+)
+def test_every_path_is_checked_before_any_fetch(
+    make_settings, arxiv_server, tmp_path, changes, says
+):
+    settings = make_settings(**changes)
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert says.format(root=tmp_path) in result.stderr
+    assert arxiv_server.requests == [], "nothing fetched"
 
 
 def test_help_explains_commands_and_settings():

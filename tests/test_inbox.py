@@ -433,8 +433,8 @@ def test_inbox_once_on_the_command_line(settings, maildir, smtp_server, make_set
 
     missing = make_settings(inbox={"maildir": str(tmp_path / "nowhere")})
     result = run_cli("--settings", str(missing.file), "inbox", "--once")
-    assert result.returncode == 1
-    assert f"[inbox] maildir {tmp_path / 'nowhere'}: not a Maildir" in result.stdout
+    assert result.returncode == 2, "a settings mistake, found before any work"
+    assert f"[inbox] maildir {tmp_path / 'nowhere'}: not a Maildir" in result.stderr
 
     plain = make_settings()
     result = run_cli("--settings", str(plain.file), "inbox", "--once")

@@ -233,15 +233,23 @@ def test_archive_outside_a_repository_is_one_clear_line_and_mail_still_goes(
     settings = make_settings(archive={"git": True})
     subscribe(settings, "ann@example.org", "Hallucination")
     arxiv_server.add(entry("2503.00001", "Hallucination one"))
-    result = run_cli("--settings", str(settings.file), "run", "--once")
-    assert result.returncode == 1
     folder = settings.archive.path.parent
-    assert f"git: nothing to commit; FAILED: {folder}: not inside a git repository" in result.stdout
-    assert "run git init there, or set [archive] git = false" in result.stdout
-    assert "Hallucination: fetched 1, new 1" in result.stdout
-    assert "mail: sent 1," in result.stdout
-    assert len(smtp_server.messages) == 1
-    assert "git FAILED" in result.stdout.splitlines()[-1]
+    # At start, before any work: a settings mistake.
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"{settings.file}: [archive] git: {folder}: not inside a git repository "
+        "(not a git repository (or any of the parent directories): .git); "
+        "run git init there, or set [archive] git = false\n"
+    )
+    assert arxiv_server.requests == []
+    # A repository that goes away while the daemon runs: that cycle's publishing fails, in
+    # one line, and the rest of the cycle is done.
+    report = cycle(settings)
+    assert f"FAILED: {folder}: not inside a git repository" in report.publish.summary()
+    assert report.keywords[0].new == 1
+    assert report.delivery.sent == 1 and len(smtp_server.messages) == 1
+    assert "git FAILED" in report.summary()
 
 
 def test_archive_command_commits_only_with_publish(publishing, remote, arxiv_server):

@@ -1,0 +1,77 @@
+"""The paths the settings name, checked before any work: a mistake costs one line at start,
+not a cycle that fetched everything and then failed.
+
+What the program creates itself: the store's folder (with its parents), and the
+archive's folder when the folder above it exists. Everything else (a templates
+folder, the inbox's Maildir, the git repository) is the admin's and must be there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .archive.git import GitError, Repo
+from .config import ConfigError, Settings
+from .sending.render import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
+
+log = logging.getLogger(__name__)
+
+
+def check_paths(
+    settings: Settings, *, archive: bool = True, git: bool = True, inbox: bool = True
+) -> None:
+    """Raise ConfigError (exit 2) naming the setting and the path of the first problem."""
+    file = settings.file
+    templates = settings.digest.templates
+    if templates is not None and not templates.is_dir():
+        names = ", ".join((HTML_TEMPLATE, TEXT_TEMPLATE, STYLESHEET))
+        raise ConfigError(
+            f"{file}: [digest] templates {templates}: no such folder (it may hold {names}; "
+            "leave the key out to use the shipped ones)"
+        )
+    if archive:
+        check_archive(settings, git=git and settings.archive.git)
+    if inbox and settings.inbox is not None and settings.inbox.maildir is not None:
+        maildir = settings.inbox.maildir
+        if not (maildir / "new").is_dir() or not (maildir / "cur").is_dir():
+            raise ConfigError(
+                f"{file}: [inbox] maildir {maildir}: not a Maildir (it needs new/ and cur/, "
+                "as the mail server delivering to it makes them)"
+            )
+
+
+def check_archive(settings: Settings, *, git: bool) -> None:
+    """The archive's folder exists (made when the folder above it does) and can be written;
+    with [archive] git, it is inside a git repository."""
+    file, path = settings.file, settings.archive.path
+    folder = path.parent
+    if not folder.is_dir():
+        if not folder.parent.is_dir():
+            raise ConfigError(
+                f"{file}: [archive] path {path}: neither {folder} nor the folder above it "
+                "exists; create it or fix the path"
+            )
+        try:
+            folder.mkdir()
+        except OSError as err:
+            raise ConfigError(
+                f"{file}: [archive] path {path}: cannot create {folder}: {err.strerror}"
+            ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{file}: [archive] path {path}: {folder} cannot be written by this user")
+    if git:
+        try:
+            Repo.containing(folder, settings.archive.git_author)
+        except GitError as err:
+            raise ConfigError(f"{file}: [archive] git: {err}") from None
+
+
+def warn_missing_subscribers(settings: Settings) -> None:
+    """A missing subscribers folder is only a warning: a new list may have nobody yet."""
+    if not settings.subscribers.dir.is_dir():
+        log.warning(
+            "[subscribers] dir %s does not exist: nobody gets a digest until it does "
+            "(newsletter subscribe creates it)",
+            settings.subscribers.dir,
+        )
