@@ -15,11 +15,17 @@ measures, in one run:
   say which of the two bound it (the two share the machine's cores);
 - the parts (loading files, planning, rendering, building, recording), each
   alone, to say where the time goes;
-- the store: diffing 400 fetched papers against a store of 100,000.
+- the store: diffing 400 fetched papers against a store of 100,000;
+- the inbox: one poll of 10,000 mails against one of 1,000, to show that its
+  cost follows the mails rather than their square (inbox.py);
+- years of history: the same cycle, through `newsletter run --once`, on a
+  store grown by real cycles to 100,000 papers and on a young one; the state
+  on disk; the peak RSS of that cycle; an idle daemon's memory (history.py).
 
 It ends with one line, always in the same form (a test checks it):
 bench: N msgs in S s, R msg/s; naive X msg/s; speedup R/X; ceiling C msg/s;
-efficiency R/C; peak RSS M MB; diff 400 vs 100k D ms
+efficiency R/C; peak RSS M MB; diff 400 vs 100k D ms; history 100k: cycle T s
+vs young Y s, ratio T/Y; state S MB; peak RSS P MB
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from history import ROUNDS, SUBSCRIBERS, measure_history
+from inbox import measure_inbox
 
 from newsletter.config import Settings, load_settings
 from newsletter.papers import Paper, collapse
@@ -550,6 +559,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--store-papers", type=int, default=100_000, help="papers in the diff store (100000)"
     )
+    parser.add_argument(
+        "--history-papers",
+        type=int,
+        default=100_000,
+        help="papers the old store has taken in, by real cycles (100000)",
+    )
+    parser.add_argument(
+        "--history-rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"measured cycles on each store, young and old alternately ({ROUNDS})",
+    )
+    parser.add_argument(
+        "--history-subscribers",
+        type=int,
+        default=SUBSCRIBERS,
+        help=f"subscribers of both stores, added by `newsletter subscribe` ({SUBSCRIBERS})",
+    )
+    parser.add_argument(
+        "--inbox-mails",
+        type=int,
+        default=10_000,
+        help="mails in the large inbox poll; the small one has a tenth (10000)",
+    )
     parser.add_argument("--connections", type=int, default=4, help="smtp.max_connections (4)")
     parser.add_argument("--seed", type=int, default=5, help="for the scenario's random choices")
     parser.add_argument(
@@ -620,6 +653,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_recording(root / "recording", args.subscribers, table)
         diff_ms = measure_diff(root / "big", texts, args.store_papers, table)
 
+        # Their replies and digests go to a sink of their own, so that the count of
+        # the digest phase's messages above stays exact.
+        with Sink() as other:
+            print("the inbox:", flush=True)
+            measure_inbox(root / "inbox", args.inbox_mails, other.port, table)
+            print("years of history, through `newsletter run --once`:", flush=True)
+            history = measure_history(
+                root / "history",
+                texts,
+                args.history_papers,
+                other.port,
+                table,
+                rounds=args.history_rounds,
+                subscribers=args.history_subscribers,
+            )
+
     accepted, accepted_bytes = sink.accepted
     ceiling = max(before, after)
     expected = 3 * real.sent + min(args.naive_sample, real.sent)
@@ -629,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"naive {naive.rate:.1f} msg/s; speedup {real.rate / naive.rate:.1f}; "
         f"ceiling {ceiling:.0f} msg/s; efficiency {real.rate / ceiling:.2f}; "
         f"peak RSS {real.peak_mb:.0f} MB; "
-        f"diff {FETCHED} vs {args.store_papers // 1000}k {diff_ms:.0f} ms"
+        f"diff {FETCHED} vs {args.store_papers // 1000}k {diff_ms:.0f} ms; " + history.summary()
     )
     return 0 if accepted == expected else 1
 
