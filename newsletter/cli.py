@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ def shown(text: str) -> str:
 def print_cycle(report: CycleReport) -> None:
     for k in report.keywords:
         if k.error:
-            print(f"{k.name}: FAILED: {k.error}")
+            print(f"{k.name}: {'FAILED' if k.tried else 'NOT TRIED'}: {k.error}")
         else:
             print(f"{k.name}: fetched {k.fetched}, new {k.new}, kept in archive {k.archived}")
     if report.archive_error:
@@ -197,6 +198,22 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.error is None else EXIT_FAILED
 
 
+def add_common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--settings and --log-level, accepted before the subcommand (`top`) and after it."""
+    parser.add_argument(
+        "--settings",
+        metavar="PATH",
+        default=None if top else argparse.SUPPRESS,
+        help="the settings file (TOML)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info" if top else argparse.SUPPRESS,
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log on stderr (default: info)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsletter",
@@ -206,32 +223,34 @@ def build_parser() -> argparse.ArgumentParser:
             "keywords they chose."
         ),
         epilog=(
-            f"The settings file is --settings, else ${SETTINGS_ENV}, else ./settings.toml. "
-            "Exit codes: 0 ok, 1 the work failed, 2 usage or settings error."
+            f"The settings file is --settings (before or after the command), else "
+            f"${SETTINGS_ENV}, else ./settings.toml. Exit codes: 0 ok, 1 the work failed "
+            "(one line says what), 2 a usage or settings error (nothing was done)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--settings", metavar="PATH", help="the settings file (TOML)")
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="how much to log on stderr (default: info)",
-    )
+    add_common_options(parser, top=True)
+    # The same options after the subcommand (`newsletter status --settings X`) override
+    # those before it; SUPPRESS keeps an absent one from resetting the other.
+    common = argparse.ArgumentParser(add_help=False)
+    add_common_options(common, top=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
         "run",
+        parents=[common],
         help="run the daemon (or one cycle with --once)",
         description="Run cycles (fetch, diff, archive, mail) at the times in [schedule], "
         "until SIGTERM or SIGINT; SIGHUP reloads the settings. With --once: one cycle, "
-        "then exit (exit 1 if any keyword failed).",
+        "then exit: 1 if a keyword failed or was not tried, the archive or git failed, "
+        "or the mail server could not be used (its digests wait for the next cycle).",
     )
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
     run.set_defaults(handler=cmd_run)
 
     archive = commands.add_parser(
         "archive",
+        parents=[common],
         help="rewrite the archive from the store, without fetching",
         description="Rebuild the Markdown archive from the papers already in the store "
         "(with the monthly pages and feeds when [archive] rotate or feeds is on). It does "
@@ -247,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     subscribe = commands.add_parser(
         "subscribe",
+        parents=[common],
         help="add a subscriber, or change their keywords",
         description="Create or update the subscriber's file in the subscribers directory. "
         "A new subscriber's first digest is a welcome issue with the latest papers.",
@@ -263,13 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.set_defaults(handler=cmd_subscribe)
 
     unsubscribe = commands.add_parser(
-        "unsubscribe", help="remove a subscriber", description="Delete the subscriber's file."
+        "unsubscribe",
+        parents=[common],
+        help="remove a subscriber",
+        description="Delete the subscriber's file.",
     )
     unsubscribe.add_argument("email")
     unsubscribe.set_defaults(handler=cmd_unsubscribe)
 
     subscribers = commands.add_parser(
         "subscribers",
+        parents=[common],
         help="list subscribers with keywords, last delivery and state",
         description="List every subscriber file with its keywords, the last delivery and "
         "the state (new, active, pending, bouncing); problems with files go to stderr.",
@@ -278,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     preview_parser = commands.add_parser(
         "preview",
+        parents=[common],
         help="render a subscriber's next digest without sending it",
         description="Render the digest this subscriber would get next (HTML, or the text "
         "part with --text), without sending and without changing any state.",
@@ -289,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_parser = commands.add_parser(
         "status",
+        parents=[common],
         help="last cycles, next run, subscribers, pending deliveries",
         description="Show the last cycles (when, duration, per keyword fetched/new/errors), "
         "the next scheduled run, subscribers (active, new, bouncing) and pending deliveries. "
@@ -299,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inbox = commands.add_parser(
         "inbox",
+        parents=[common],
         help="act on the commands mailed to the newsletter (with --once)",
         description="Read the [inbox] mailbox once: act on subscribe, keywords, unsubscribe "
         "and help mails, count bounce reports, send the replies. Exit 1 if the mailbox or "
@@ -322,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `newsletter status --json | head`: the reader left, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except OSError as err:  # a file we had no reason to expect trouble with: still one line
         print(f"{err.filename or 'error'}: {err.strerror or err}", file=sys.stderr)
         return EXIT_FAILED

@@ -20,7 +20,7 @@ from .archive.files import ArchiveError, ArchiveUpdate, update_archive
 from .archive.git import PublishReport, commit_message, publish
 from .config import Settings
 from .crashpoints import crashpoint
-from .fetch.client import ArxivClient, FetchError
+from .fetch.client import ArxivClient, FetchError, Unreachable
 from .fetch.keywords import fetch_keyword
 from .papers import Paper
 from .retention import papers_to_keep, pending_since
@@ -39,6 +39,7 @@ class KeywordReport:
     updated: int = 0
     archived: int = 0
     error: str | None = None
+    tried: bool = True  # False: not asked this cycle (shutting down, arXiv unreachable)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,11 @@ class CycleReport:
 
     @property
     def failed_keywords(self) -> tuple[KeywordReport, ...]:
-        return tuple(k for k in self.keywords if k.error)
+        return tuple(k for k in self.keywords if k.error and k.tried)
+
+    @property
+    def untried_keywords(self) -> tuple[KeywordReport, ...]:
+        return tuple(k for k in self.keywords if not k.tried)
 
     @property
     def new_papers(self) -> int:
@@ -64,16 +69,19 @@ class CycleReport:
     def ok(self) -> bool:
         return (
             not self.failed_keywords
+            and not self.untried_keywords
+            and not self.delivery.error
             and self.archive_error is None
             and (self.publish is None or self.publish.error is None)
         )
 
     def summary(self) -> str:
-        failed = len(self.failed_keywords)
-        fetched = len(self.keywords) - failed
+        failed, untried = len(self.failed_keywords), len(self.untried_keywords)
+        fetched = len(self.keywords) - failed - untried
         return (
-            f"cycle {self.number}: keywords {fetched} fetched, {failed} failed; "
-            f"{self.new_papers} new papers; archive "
+            f"cycle {self.number}: keywords {fetched} fetched, {failed} failed"
+            + (f", {untried} not tried" if untried else "")
+            + f"; {self.new_papers} new papers; archive "
             + (
                 "error"
                 if self.archive_error
@@ -119,19 +127,30 @@ def _fetch_all(
     had_papers: set[str],
     stop: threading.Event,
     progress: Callable[[str], None],
-) -> tuple[dict[str, tuple[Paper, ...]], dict[str, str], bool]:
-    """(papers by keyword, errors by keyword, interrupted)."""
+) -> tuple[dict[str, tuple[Paper, ...]], dict[str, str], dict[str, str]]:
+    """(papers by keyword, errors by keyword, why each keyword not asked was not)."""
     fetched: dict[str, tuple[Paper, ...]] = {}
     errors: dict[str, str] = {}
+    untried: dict[str, str] = {}
+    why_not: str | None = None  # once set, the remaining keywords wait for the next cycle
     total = len(settings.keywords)
     for done, keyword in enumerate(settings.keywords):
+        if why_not is None and stop.is_set():
+            why_not = "shutting down"
+        if why_not is not None:
+            untried[keyword.name] = why_not
+            continue
         progress(f"fetching {keyword.name} ({done + 1}/{total} keywords)")
-        if stop.is_set():
-            return fetched, errors, True
         try:
             result = fetch_keyword(client, keyword, settings.arxiv, keyword.name in had_papers)
         except Interrupted:
-            return fetched, errors, True
+            why_not = untried[keyword.name] = "shutting down"
+            continue
+        except Unreachable as err:
+            errors[keyword.name] = str(err)
+            why_not = f"arXiv cannot be reached ({err})"
+            log.warning("arXiv: %s; the other keywords wait for the next cycle", err)
+            continue
         except FetchError as err:
             errors[keyword.name] = str(err)
             log.warning(
@@ -151,7 +170,7 @@ def _fetch_all(
             len(result.papers),
             result.filtered,
         )
-    return fetched, errors, False
+    return fetched, errors, untried
 
 
 def run_cycle(
@@ -203,24 +222,19 @@ def _run(
                 alive()
 
     client = ArxivClient(settings.arxiv, sleep=sleep)
-    fetched, errors, interrupted = _fetch_all(
-        settings, client, store.papers.keywords(), stop, progress
-    )
+    fetched, errors, untried = _fetch_all(settings, client, store.papers.keywords(), stop, progress)
     crashpoint("after-fetch")
-    if interrupted:
+    if "shutting down" in untried.values():
         log.warning(
             "cycle %d: shutting down; keywords not fetched yet wait for the next cycle", number
         )
-        errors.update(
-            {
-                k.name: "not fetched: shutting down"
-                for k in settings.keywords
-                if k.name not in fetched and k.name not in errors
-            }
-        )
-
     keywords = tuple(
-        KeywordReport(name=k.name, fetched=len(fetched.get(k.name, ())), error=errors.get(k.name))
+        KeywordReport(
+            name=k.name,
+            fetched=len(fetched.get(k.name, ())),
+            error=errors.get(k.name) or untried.get(k.name),
+            tried=k.name not in untried,
+        )
         for k in settings.keywords
     )
     diffs = store.papers.apply_fetch(number, fetched)
@@ -231,7 +245,13 @@ def _run(
     store.cycles.update(
         number,
         keywords={
-            k.name: {"fetched": k.fetched, "new": k.new, "updated": k.updated, "error": k.error}
+            k.name: {
+                "fetched": k.fetched,
+                "new": k.new,
+                "updated": k.updated,
+                "error": k.error,
+                "tried": k.tried,
+            }
             for k in keywords
         },
     )

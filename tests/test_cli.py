@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from arxiv_server import entry
-from conftest import run_cli
+from conftest import cli_command, cli_env, run_cli
 
 
 def test_run_once_prints_each_keyword_and_exits_0(make_settings, arxiv_server):
@@ -89,3 +89,42 @@ def test_console_script_is_installed():
     assert script.exists()
     result = subprocess.run([script, "--version"], capture_output=True, text=True)
     assert result.stdout.startswith("newsletter ")
+
+
+def test_settings_may_follow_the_subcommand(make_settings, tmp_path):
+    settings = make_settings()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        cli_command("status", "--settings", str(settings.file), "--log-level", "warning"),
+        cwd=elsewhere,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"store: {settings.store.path}" in result.stdout
+    # After the subcommand wins over before it.
+    both = run_cli(
+        "--settings", str(tmp_path / "nope.toml"), "status", "--settings", str(settings.file)
+    )
+    assert both.returncode == 0, both.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_error_and_no_traceback(make_settings):
+    settings = make_settings()
+    settings.subscribers.dir.mkdir()
+    for n in range(3000):
+        (settings.subscribers.dir / f"p{n}.toml").write_text(
+            f'email = "p{n}@example.org"\nkeywords = ["MLLM"]\n'
+        )
+    process = subprocess.Popen(
+        cli_command("--settings", str(settings.file), "subscribers"),
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout.read(10)  # then leave, as `| head -c 10` does
+    process.stdout.close()
+    assert process.wait(30) == 1
+    assert process.stderr.read() == b""

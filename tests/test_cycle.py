@@ -107,6 +107,7 @@ def test_cycle_record_counts_per_keyword(make_settings, arxiv_server):
         "new": 1,
         "updated": 0,
         "error": None,
+        "tried": True,
     }
     assert cycle["keywords"]["MLLM"]["error"].startswith("HTTP 400")
 

@@ -9,7 +9,9 @@ import resource
 import shutil
 import signal
 import subprocess
+import time
 from datetime import date
+from urllib.parse import urlsplit
 
 import pytest
 from arxiv_server import entry, render_feed
@@ -41,7 +43,10 @@ ARXIV_FAULTS = {
     "empty-page-nonzero-total": (dict(kind="empty", total=40), "empty page although 40 results"),
     "truncated-xml": (dict(kind="truncated"), "malformed XML"),
     "malformed-xml": (dict(kind="malformed"), "malformed XML"),
-    "connection-dropped": (dict(kind="drop"), "connection failed"),
+    "connection-dropped": (
+        dict(kind="drop"),
+        "connection to 127.0.0.1 failed: Remote end closed connection without response",
+    ),
 }
 
 
@@ -82,14 +87,36 @@ def test_arxiv_fault_keeps_the_keyword_and_the_next_cycle_recovers(
 
 
 def test_arxiv_connection_refused_keeps_everything(make_settings, arxiv_server):
-    settings = make_settings(keywords=["MLLM"])
+    settings = make_settings(keywords=["MLLM", "Reasoning"])
     arxiv_server.add(entry("2502.00011", "MLLM old"))
     cycle(settings)
     before = settings.archive.path.read_bytes()
+    port = urlsplit(arxiv_server.url).port
     arxiv_server.close()
     report = cycle(settings)
-    assert "connection failed" in report.keywords[0].error
+    mllm, reasoning = report.keywords
+    assert mllm.error == f"127.0.0.1:{port} refused the connection: is [arxiv] api_url right?"
+    assert (reasoning.tried, reasoning.error) == (False, f"arXiv cannot be reached ({mllm.error})")
+    assert report.summary().startswith("cycle 2: keywords 0 fetched, 1 failed, 1 not tried;")
     assert settings.archive.path.read_bytes() == before
+
+
+def test_an_unknown_arxiv_host_is_named_with_its_cause_and_not_retried(make_settings):
+    settings = make_settings(
+        keywords=["MLLM", "Reasoning"],
+        arxiv={"api_url": "http://arxiv.invalid/api/query", "retries": 3, "delay_seconds": 1},
+    )
+    started = time.monotonic()
+    report = cycle(settings)
+    assert time.monotonic() - started < 5, "no retries: a name that does not resolve stays so"
+    mllm, reasoning = report.keywords
+    assert mllm.error.startswith("cannot resolve arxiv.invalid (")
+    assert mllm.error.endswith("): check the network, or [arxiv] api_url")
+    assert not reasoning.tried
+    result = run_cli("--settings", str(settings.file), "run", "--once")
+    assert result.returncode == 1
+    assert "MLLM: FAILED: cannot resolve arxiv.invalid (" in result.stdout
+    assert "Reasoning: NOT TRIED: arXiv cannot be reached (cannot resolve" in result.stdout
 
 
 def test_entry_missing_fields_is_skipped_and_named_the_rest_kept(
@@ -216,6 +243,11 @@ def test_smtp_connection_refused_then_delivered_once(make_settings, arxiv_server
     smtp_server.stop()
     report = cycle(settings)
     assert (report.delivery.sent, report.delivery.pending) == (0, 3)
+    assert report.delivery.error.startswith(
+        f"cannot use the SMTP server 127.0.0.1:{smtp_server.port}"
+    )
+    assert not report.ok, "run --once exits 1: the mail server could not be used"
+    assert "; FAILED: cannot use the SMTP server" in report.delivery.summary()
     smtp_server.start()
     got = later_everyone_gets_it_once(settings, arxiv_server, smtp_server)
     assert got == {f"{n}@example.org": ["2503.00002", "2503.00001"] for n in ("ann", "ben", "cat")}

@@ -203,7 +203,7 @@ def test_dropped_connection_is_retried(make_settings, arxiv_server):
 def test_connection_refused_is_an_error(make_settings, arxiv_server):
     url = arxiv_server.url
     arxiv_server.close()
-    with pytest.raises(FetchError, match="connection failed"):
+    with pytest.raises(FetchError, match="refused the connection"):
         fetch(make_settings(arxiv={"api_url": url, "retries": 0}))
 
 

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import socket
+import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import arxiv
 import requests
@@ -45,6 +48,11 @@ TEMPORARY_STATUSES = {429, 500, 502, 503, 504}
 
 class FetchError(NewsletterError):
     """A keyword could not be fetched this cycle; str() is the reason for the log."""
+
+
+class Unreachable(FetchError):
+    """arXiv's host cannot be reached at all (no name, refused, TLS): trying the other
+    keywords this cycle would only repeat it."""
 
 
 class _Temporary(Exception):
@@ -172,7 +180,7 @@ class ArxivClient(arxiv.Client):
         except requests.Timeout:
             raise _Temporary(f"no reply within {self.timeout:g} s") from None
         except requests.RequestException as err:
-            raise _Temporary(f"connection failed: {_short(err)}") from None
+            raise connection_failure(err, url) from None
         finally:
             self._last_request = time.monotonic()
         status = response.status_code
@@ -234,6 +242,40 @@ def parse_page(body: bytes) -> Page:
     return Page(results, len(entries), total)
 
 
-def _short(err: Exception) -> str:
+def connection_failure(err: BaseException, url: str) -> Exception:
+    """What went wrong with a connection, in one line with its root cause (requests wraps
+    urllib3's error, which wraps the socket's): Unreachable when arXiv cannot be reached
+    at all, else a temporary failure worth retrying."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    root = _root_cause(err)
+    if isinstance(root, socket.gaierror):
+        return Unreachable(
+            f"cannot resolve {host} ({root.strerror or root}): check the network, "
+            "or [arxiv] api_url"
+        )
+    if isinstance(root, ConnectionRefusedError):
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return Unreachable(f"{host}:{port} refused the connection: is [arxiv] api_url right?")
+    if isinstance(root, ssl.SSLError):
+        return Unreachable(f"TLS with {host} failed: {_short(str(root.reason or root))}")
+    reason = root.strerror if isinstance(root, OSError) and root.strerror else str(root)
+    return _Temporary(f"connection to {host} failed: {_short(reason or type(root).__name__)}")
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    for _ in range(10):  # a few wrappers deep; never loops on a cycle
+        inner = getattr(err, "reason", None)
+        if not isinstance(inner, BaseException):
+            first = err.args[0] if err.args else None
+            inner = first if isinstance(first, BaseException) else None
+        inner = inner or err.__cause__ or err.__context__
+        if inner is None or inner is err:
+            break
+        err = inner
+    return err
+
+
+def _short(err: object) -> str:
     text = str(err)
     return text if len(text) < 200 else text[:197] + "..."

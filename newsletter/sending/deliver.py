@@ -37,11 +37,13 @@ class DeliveryReport:
     nothing_new: int = 0
     digests: int = 0  # distinct digests: each rendered once, however many get it
     renders: int = 0  # jinja2 + premailer passes (more than digests when one is trimmed)
+    error: str = ""  # the SMTP server could not be used: the pending stay for the next cycle
 
     def summary(self) -> str:
         return (
             f"mail: sent {self.sent}, pending {self.pending}, bounced {self.bounced}, "
             f"bouncing {self.bouncing}, skipped {self.skipped}"
+            + (f"; FAILED: {self.error}" if self.error else "")
         )
 
 
@@ -140,7 +142,7 @@ def deliver_digests(
         )
 
     try:
-        send_all(
+        server_down = send_all(
             settings.smtp,
             settings.reply_address,
             outbound(),
@@ -159,4 +161,5 @@ def deliver_digests(
         nothing_new=nothing,
         digests=len(groups.members),
         renders=renderer.renders,
+        error=server_down or "",
     )

@@ -253,6 +253,9 @@ def send_all(
     *,
     password: str | None = None,
     stop: threading.Event | None = None,
-) -> None:
-    """Synchronous entry point: runs the pool in its own event loop."""
-    asyncio.run(Mailer(settings, sender, password).send_all(items, report, stop))
+) -> str | None:
+    """Synchronous entry point: runs the pool in its own event loop. Returns why the
+    server could not be used at all, when that left the rest of the run pending."""
+    mailer = Mailer(settings, sender, password)
+    asyncio.run(mailer.send_all(items, report, stop))
+    return mailer.server_down
