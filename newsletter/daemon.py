@@ -41,7 +41,7 @@ from .cycle import CycleReport, run_cycle
 from .errors import NewsletterError
 from .files import LostLock
 from .inbox.poll import poll_inbox
-from .preflight import check_paths, warn_missing_subscribers
+from .preflight import check_paths, warnings
 from .store import Store
 from .systemd_notify import Notifier
 from .tokens import SecretError
@@ -290,7 +290,8 @@ class Daemon:
         self._install_signals()
         store = self.settings.store
         self.store = Store(store.path, journal_sync_ms=store.journal_sync_ms)
-        warn_missing_subscribers(self.settings)
+        for warning in warnings(self.settings):
+            log.warning("%s", warning)
         try:
             yield self.store
         finally:

@@ -8,14 +8,11 @@ folder, the inbox's Maildir, the git repository) is the admin's and must be ther
 
 from __future__ import annotations
 
-import logging
 import os
 
 from .archive.git import GitError, Repo
 from .config import ConfigError, Settings
 from .sending.render import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
-
-log = logging.getLogger(__name__)
 
 
 def check_paths(
@@ -67,11 +64,18 @@ def check_archive(settings: Settings, *, git: bool) -> None:
             raise ConfigError(f"{file}: [archive] git: {err}") from None
 
 
-def warn_missing_subscribers(settings: Settings) -> None:
-    """A missing subscribers folder is only a warning: a new list may have nobody yet."""
+def warnings(settings: Settings) -> list[str]:
+    """What works, but probably not as the admin meant: said at start and by `status`."""
+    found = []
     if not settings.subscribers.dir.is_dir():
-        log.warning(
-            "[subscribers] dir %s does not exist: nobody gets a digest until it does "
-            "(newsletter subscribe creates it)",
-            settings.subscribers.dir,
+        found.append(
+            f"[subscribers] dir {settings.subscribers.dir} does not exist: nobody gets a "
+            "digest until it does (newsletter subscribe creates it)"
         )
+    if not settings.unsubscribes_itself:
+        found.append(
+            f"neither [inbox] nor [web] is set: nothing reads unsubscribe requests sent to "
+            f"{settings.digest.sender_address}; digests ask readers to write there, so a "
+            "person must act on them"
+        )
+    return found

@@ -14,6 +14,7 @@ from typing import Any
 from .clock import next_due
 from .config import Settings
 from .files import InstanceLock
+from .preflight import warnings
 from .sending.plan import is_new_subscription, plan_all
 from .store import Store, lock_path
 from .subscribers import load_subscribers
@@ -71,6 +72,7 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
         states["new"] = len(roster.subscribers)
     return {
         "daemon_pid": _daemon_pid(settings),
+        "warnings": warnings(settings),
         "store": str(settings.store.path),
         "papers": papers,
         "state_on_disk": disk,
@@ -103,7 +105,8 @@ def _megabytes(size: int) -> str:
 def format_status(status: dict[str, Any]) -> str:
     pid = status["daemon_pid"]
     papers, disk = status["papers"], status["state_on_disk"]
-    lines = [
+    lines = [f"warning: {warning}" for warning in status["warnings"]]
+    lines += [
         f"daemon: {'running (pid ' + str(pid) + ')' if pid else 'not running'}",
         f"store: {status['store']} ({_megabytes(disk['bytes'])} on disk; "
         f"{papers['full']} papers in full, {papers['seen_ids']} only as seen ids)",

@@ -128,3 +128,19 @@ def test_a_reader_that_leaves_early_gets_no_error_and_no_traceback(make_settings
     process.stdout.close()
     assert process.wait(30) == 1
     assert process.stderr.read() == b""
+
+
+def test_status_and_the_daemon_warn_when_unsubscribing_needs_a_person(make_settings):
+    settings = make_settings()
+    status = run_cli("--settings", str(settings.file), "status")
+    assert status.returncode == 0
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith(f"warning: [subscribers] dir {settings.subscribers.dir} does not")
+    assert lines[1].startswith("warning: neither [inbox] nor [web] is set: nothing reads")
+    listing = run_cli("--settings", str(settings.file), "subscribers")
+    assert listing.returncode == 2 and "does not exist" in listing.stderr
+    once = run_cli("--settings", str(settings.file), "run", "--once")
+    assert "WARNING newsletter.daemon: neither [inbox] nor [web] is set" in once.stderr
+    web = make_settings(web={"listen": "127.0.0.1:8025", "public_url": "https://p.example.org"})
+    settings.subscribers.dir.mkdir()
+    assert "warning:" not in run_cli("--settings", str(web.file), "status").stdout

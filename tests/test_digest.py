@@ -181,6 +181,29 @@ def test_untrusted_text_is_escaped_in_html_and_readable_in_text(
     assert "R\\&D" in text
 
 
+@pytest.mark.parametrize("how", ["by-hand", "web", "inbox"])
+def test_the_footer_says_how_to_stop_as_it_really_works(
+    make_settings, arxiv_server, smtp_server, tmp_path, how
+):
+    changes = {
+        "by-hand": {},
+        "web": {"web": {"listen": "127.0.0.1:8025", "public_url": "https://papers.example.org"}},
+        "inbox": {"inbox": {"address": "in@example.org", "maildir": str(tmp_path / "Maildir")}},
+    }[how]
+    settings = make_settings(keywords=["MLLM"], **changes)
+    subscribe(settings, "ann@example.org", "MLLM")
+    arxiv_server.add(*papers("2502", "MLLM", 1))
+    cycle(settings)
+    message = smtp_server.to("ann@example.org")[0].message
+    html, text = html_part(message), " ".join(text_part(message).split())
+    by_hand = "write to papers@example.org: a person there will unsubscribe you"
+    # Nothing reads mail or serves a page: say whom to ask, never imply a command works.
+    assert (by_hand in text) == (how == "by-hand")
+    assert ('or send "unsubscribe" to in@example.org' in text) == (how == "inbox")
+    assert ("https://papers.example.org/unsubscribe/" in html) == (how == "web")
+    assert 'send "unsubscribe" to papers@example.org' not in text
+
+
 def test_headers_and_both_parts(make_settings, arxiv_server, smtp_server):
     settings = make_settings(
         keywords=["MLLM"],

@@ -159,6 +159,12 @@ class Settings:
         return tuple(k.name for k in self.keywords)
 
     @property
+    def unsubscribes_itself(self) -> bool:
+        """Whether an unsubscribe request is acted on without a person: by the inbox, or
+        by the one-click page."""
+        return self.inbox is not None or bool(self.web.public_url)
+
+    @property
     def reply_address(self) -> str:
         """Where people write to us: the unsubscribe mailto, and the envelope sender of
         digests, so that bounce reports arrive where the inbox reads them."""

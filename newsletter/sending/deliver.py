@@ -55,7 +55,8 @@ def make_renderer(settings: Settings) -> Renderer:
         welcome_subject=d.welcome_subject,
         max_html_bytes=d.max_html_bytes,
         archive_url=settings.archive.public_url,
-        unsubscribe_address=settings.reply_address,
+        unsubscribe_address=settings.reply_address if settings.inbox else "",
+        ask_address="" if settings.unsubscribes_itself else d.sender_address,
     )
 
 

@@ -119,7 +119,10 @@ class Renderer:
         max_html_bytes: int,
         archive_url: str = "",
         unsubscribe_address: str = "",
+        ask_address: str = "",
     ):
+        """`unsubscribe_address`: where mail saying "unsubscribe" is acted on (the inbox);
+        `ask_address`: when nothing reads mail or serves a page, whom to ask instead."""
         texts = template_texts(templates)
         self.env = jinja2.Environment(
             loader=jinja2.DictLoader(texts),
@@ -141,6 +144,7 @@ class Renderer:
         self.max_html_bytes = max_html_bytes
         self.archive_url = archive_url
         self.unsubscribe_address = unsubscribe_address
+        self.ask_address = ask_address
         self.renders = 0
 
     def _subject(self, digest: Digest, day: date) -> str:
@@ -161,6 +165,7 @@ class Renderer:
             "css": self.css,
             "archive_url": self.archive_url,
             "unsubscribe_address": self.unsubscribe_address,
+            "ask_address": self.ask_address,
             **(SLOTS if person is None else _personal_parts(person)),
         }
 
