@@ -8,8 +8,10 @@ naming the file, key or address at fault.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -214,6 +216,31 @@ def add_common_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
+def cmd_init(settings: Settings | None, args: argparse.Namespace) -> int:
+    """A new list's folder: the commented settings.toml (its paths are relative to it, so
+    they suit any folder), subscribers/ and archive/; never overwrites a settings file."""
+    folder = Path(args.folder)
+    target = folder / "settings.toml"
+    text = importlib.resources.files("newsletter.templates").joinpath("settings.toml").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(target, "x", encoding="utf-8") as file:  # "x": fails if it exists
+            file.write(text)
+    except FileExistsError:
+        raise UsageError(f"{target}: already exists; nothing was changed") from None
+    for name in ("subscribers", "archive"):
+        (folder / name).mkdir(exist_ok=True)
+    settings_arg = shlex.quote(str(target.resolve()))
+    print(
+        f"{target}: written, with {folder / 'subscribers'} and {folder / 'archive'}. Next:\n"
+        f"  1. Edit {target}: your keywords, [digest] from, and [smtp] for your mail server.\n"
+        f"  2. newsletter --settings {settings_arg} subscribe you@example.org --keyword NAME\n"
+        f"  3. newsletter --settings {settings_arg} run --once     (one cycle, then exit)\n"
+        f"  4. As a service: make install-service SETTINGS={settings_arg}  (docs/service.md)"
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsletter",
@@ -235,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_common_options(common, top=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    init = commands.add_parser(
+        "init",
+        parents=[common],
+        help="start a new list in a folder: settings.toml, subscribers/, archive/",
+        description="Write a commented settings.toml (every setting, with its default), and "
+        "the subscribers/ and archive/ folders, into FOLDER (made if needed). Refuses to "
+        "overwrite a settings.toml that is there.",
+    )
+    init.add_argument("folder", metavar="FOLDER")
+    init.set_defaults(handler=cmd_init, needs_settings=False)
 
     run = commands.add_parser(
         "run",
@@ -342,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.progress = setup_logging(args.log_level)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
+        if not getattr(args, "needs_settings", True):
+            return handler(None, args)  # type: ignore[arg-type]
         settings = load_settings(settings_path(args.settings))
         return handler(settings, args)
     except NewsletterError as err:

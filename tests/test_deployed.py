@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,37 @@ def test_a_wheel_outside_the_checkout_runs_a_cycle_on_relative_settings(
     assert "MLLM one" in (etc / "site" / "README.md").read_text()
     assert (etc / "state" / "newsletter.papers.json").exists()
     assert not (elsewhere / "state").exists(), "nothing written where it was started"
+
+
+def test_init_then_a_cycle_works_from_the_installed_command(
+    installed, tmp_path, arxiv_server, smtp_server
+):
+    newsletter = str(installed / "bin" / "newsletter")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    folder = tmp_path / "lists" / "lab"
+    made = subprocess.run(
+        [newsletter, "init", str(folder)], env=env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    assert "Next:" in made.stdout and "install-service" in made.stdout
+    assert (folder / "subscribers").is_dir() and (folder / "archive").is_dir()
+    shipped = (REPO / "settings.toml").read_text()
+    assert (folder / "settings.toml").read_text() == shipped
+    again = subprocess.run(
+        [newsletter, "init", str(folder)], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "already exists; nothing was changed" in again.stderr
+
+    # What the admin edits: the keywords, the sender, the mail server (here, the test ones).
+    data = tomllib.loads(shipped)
+    data["arxiv"] |= {"api_url": arxiv_server.url, "delay_seconds": 0}
+    data["keywords"] = [{"name": "MLLM"}]
+    data["smtp"] |= {"host": "127.0.0.1", "port": smtp_server.port}
+    (folder / "settings.toml").write_text(tomli_w.dumps(data))
+    arxiv_server.add(entry("2502.00001", "MLLM one"))
+    run = [newsletter, "--settings", str(folder / "settings.toml")]
+    subprocess.run([*run, "subscribe", "ann@example.org", "--keyword", "mllm"], env=env, check=True)
+    result = subprocess.run([*run, "run", "--once"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [m.to for m in smtp_server.messages] == ["ann@example.org"]
+    assert "MLLM one" in (folder / "archive" / "README.md").read_text()
