@@ -43,11 +43,11 @@ def papers_to_keep(
     """The ids to keep in full; `pages_written` is False when this cycle's archive failed."""
     window = max(settings.archive.max_papers, settings.digest.max_papers_per_keyword)
     per_digest = settings.digest.max_papers_per_keyword
-    pending = sorted(set(pending))
+    behind = set(pending)
     keep: set[str] = set()
     for entries in all_by_keyword(stored, settings.keyword_names).values():
         held = entries if settings.archive.rotate and not pages_written else entries[:window]
         keep.update(e.paper.id for e in held)
-        for after in pending:
+        for after in behind:
             keep.update(e.paper.id for e in newest_after(entries, after, per_digest))
     return keep
