@@ -76,9 +76,10 @@ class Daemon:
         self.web: WebServer | None = None
         self.cycle_jobs: list[schedule.Job] = []
 
-    def beat(self) -> None:
-        """The main thread is making progress (the watchdog pings only while it does)."""
-        self.heartbeat = time.monotonic()
+    def beat(self, ahead: float = 0.0) -> None:
+        """The main thread is making progress (the watchdog pings only while it does); with
+        `ahead`, it is about to sleep that long between jobs, which is no hang either."""
+        self.heartbeat = time.monotonic() + ahead
 
     def progress(self, text: str) -> None:
         self.beat()
@@ -341,6 +342,7 @@ class Daemon:
             self.scheduler.run_pending()
             idle = self.scheduler.idle_seconds
             wait = MAX_SLEEP if idle is None else min(max(idle, 0.0) + 0.05, MAX_SLEEP)
+            self.beat(ahead=wait)
             self.wake.wait(wait)
             self.wake.clear()
         log.info("stopped")
