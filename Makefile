@@ -65,7 +65,7 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache demo
 
 # The systemd unit for this checkout and SETTINGS (as root): systemd/render_unit.py
 # fills in ExecStart, ReadWritePaths (from the settings' paths) and the rest, writes
