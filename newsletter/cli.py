@@ -15,21 +15,23 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .addresses import address_key
 from .config import SETTINGS_ENV, Settings, load_settings, settings_path
-from .cycle import CycleReport, publish_archive, write_archive_files
-from .daemon import Daemon
 from .errors import EXIT_FAILED, NewsletterError, UsageError
-from .inbox.poll import poll_inbox
 from .logs import setup_logging
 from .preflight import check_paths
 from .sending.plan import is_new_subscription
-from .sending.preview import preview
 from .status import format_status, gather
 from .store import Store
 from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
+
+if TYPE_CHECKING:
+    # The commands that fetch, render or mail import those modules when they run, so that
+    # the others (status, subscribe, init ...) start without jinja2, premailer and arxiv.
+    from .cycle import CycleReport
 
 EXIT_OK = 0
 
@@ -55,6 +57,8 @@ def print_cycle(report: CycleReport) -> None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from .daemon import Daemon  # imported when used: see the note at the imports
+
     check_paths(settings)
     daemon = Daemon(settings, progress=args.progress)
     if not args.once:
@@ -135,6 +139,8 @@ def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
+    from .sending.preview import preview
+
     try:
         html, text, subject = preview(settings, args.email)
     except SubscriberError as err:
@@ -168,6 +174,8 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
             f"{settings.file}: [inbox] is not configured (set maildir, or imap_host with "
             "username and password_env)"
         )
+    from .inbox.poll import poll_inbox
+
     check_paths(settings, archive=False)
     with Store(settings.store.path) as store:
         report = poll_inbox(settings, store)
@@ -176,6 +184,8 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from .cycle import publish_archive, write_archive_files
+
     if args.publish and not settings.archive.git:
         raise UsageError(f"{settings.file}: --publish needs [archive] git = true")
     check_paths(settings, git=args.publish, inbox=False)

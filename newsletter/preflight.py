@@ -12,7 +12,7 @@ import os
 
 from .archive.git import GitError, Repo
 from .config import ConfigError, Settings
-from .sending.render import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
+from .templates import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
 
 
 def check_paths(
