@@ -403,12 +403,13 @@ class Prepared:
     groups: Any
     mails: dict[tuple, MailTemplate]
     secret: bytes
+    cycle: int
 
     def everyone(self) -> list[tuple[tuple, Subscriber]]:
         return [(key, s) for key, members in self.groups.members.items() for s in members]
 
     def message(self, settings: Settings, key: tuple, subscriber: Subscriber) -> bytes:
-        return self.mails[key].message(personal(settings, self.secret, subscriber))
+        return self.mails[key].message(personal(settings, self.secret, subscriber, self.cycle))
 
 
 def measure_parts(settings: Settings, store: Store, cycle: int, table: Table) -> Prepared:
@@ -428,11 +429,9 @@ def measure_parts(settings: Settings, store: Store, cycle: int, table: Table) ->
         f"{render * 1000 / len(rendered):.0f} ms each "
         f"({renderer.renders} jinja2 + premailer passes)",
     )
-    mails, prepare = timed(
-        lambda: {key: make_mail(settings, r, cycle) for key, r in rendered.items()}
-    )
+    mails, prepare = timed(lambda: {key: make_mail(settings, r) for key, r in rendered.items()})
     table.add("  encode each as mail, once", f"{prepare * 1000 / len(mails):.1f} ms each")
-    prepared = Prepared(groups, mails, load_or_create_secret(settings.web.secret_file))
+    prepared = Prepared(groups, mails, load_or_create_secret(settings.web.secret_file), cycle)
     everyone = prepared.everyone()
     sample = everyone[:: max(1, len(everyone) // 1000)]
 
@@ -506,12 +505,10 @@ class Naive:
 
         def items() -> Iterator[Outbound]:
             for key, subscriber in part:
-                person = personal(settings, prepared.secret, subscriber)
+                person = personal(settings, prepared.secret, subscriber, self.cycle)
                 digest = prepared.groups.digests[key]
                 alone = renderer.render(digest, subscriber.keywords, DAY, person)
-                yield Outbound(
-                    subscriber.email, make_mail(settings, alone, self.cycle).message(person)
-                )
+                yield Outbound(subscriber.email, make_mail(settings, alone).message(person))
 
         sent, seconds = timed(lambda: send(settings, items()))
         self.sent += sent

@@ -35,6 +35,7 @@ from newsletter.config import load_settings  # noqa: E402
 from newsletter.inbox.poll import InboxReport, poll_inbox  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.subscribers import Subscriber, file_name, render_subscriber  # noqa: E402
+from newsletter.tokens import load_or_create_secret  # noqa: E402
 
 KEYWORDS = ("Hallucination", "MLLM", "Reasoning", "Reward Model")
 SUBSCRIBERS = 1_000  # in the store before the poll, at both sizes
@@ -70,6 +71,10 @@ secret_file = "state/secret.key"
 [inbox]
 address = "{inbox}"
 maildir = "Maildir"
+# Every reply is built and sent, as before the caps on replies existed: the poll's
+# cost per mail is what is measured, not the caps.
+max_confirmations_per_hour = 1000000
+max_confirmations_per_domain_per_hour = 1000000
 """
 
 
@@ -173,6 +178,7 @@ def prepare(root: Path, mails: int, smtp_port: int) -> Path:
         for person in people:
             store.deliveries.record_sent(person.key, person.created, 1)
         store.deliveries.flush()
+    load_or_create_secret(root / "state" / "secret.key")  # what that first cycle made
     mix = Mix(SUBSCRIBERS)
     deliver_all(root / "Maildir", (mix.message(i) for i in range(mails)))
     return settings

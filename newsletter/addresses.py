@@ -47,6 +47,24 @@ def address_key(address: str) -> str:
     return address.casefold()
 
 
+# Domains whose mailboxes ignore dots in the part before the @ (Gmail says so); the
+# second is another name of the first.
+_DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox that mail to `address` reaches, as far as a limit on what we send needs
+    to know: case ignored, a +tag dropped (sub-addressing, which most providers offer),
+    and dots where the domain is known to ignore them. Not an identity: two subscribers
+    may share a mailbox key, and each still gets their own digest."""
+    local, _, domain = address.casefold().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTS_IGNORED:
+        domain = _DOTS_IGNORED[domain]
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
+
+
 def parse_mailbox(text: str) -> tuple[str, str]:
     """'Daily Papers <papers@example.org>' → ('Daily Papers', 'papers@example.org'), validated."""
     if any(c in text for c in "\r\n\0"):

@@ -10,23 +10,25 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import json
+import logging
 import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from .addresses import address_key
 from .config import SETTINGS_ENV, Settings, load_settings, settings_path
 from .errors import EXIT_FAILED, NewsletterError, UsageError
-from .logs import setup_logging
-from .preflight import check_paths
+from .logs import printable, setup_logging
+from .preflight import check_paths, start_warnings
 from .sending.plan import is_new_subscription
 from .status import format_status, gather
 from .store import Store
 from .subscribers import SubscriberError, load_subscribers, remove_subscriber, save_subscriber
+from .tokens import check_secret, create_secret, load_secret
 
 if TYPE_CHECKING:
     # The commands that fetch, render or mail import those modules when they run, so that
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from .cycle import CycleReport
 
 EXIT_OK = 0
+log = logging.getLogger("newsletter")
 
 
 def shown(text: str) -> str:
@@ -42,18 +45,24 @@ def shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def say(text: str, file: TextIO | None = None) -> None:
+    """Print a line for a terminal: text from outside it may hold (a name, a server's
+    error) cannot carry an escape sequence or a line break."""
+    print(printable(text), file=file or sys.stdout)
+
+
 def print_cycle(report: CycleReport) -> None:
     for k in report.keywords:
         if k.error:
-            print(f"{k.name}: {'FAILED' if k.tried else 'NOT TRIED'}: {k.error}")
+            say(f"{k.name}: {'FAILED' if k.tried else 'NOT TRIED'}: {k.error}")
         else:
-            print(f"{k.name}: fetched {k.fetched}, new {k.new}, kept in archive {k.archived}")
+            say(f"{k.name}: fetched {k.fetched}, new {k.new}, kept in archive {k.archived}")
     if report.archive_error:
-        print(f"archive: FAILED: {report.archive_error}")
+        say(f"archive: FAILED: {report.archive_error}")
     if report.publish:
-        print(report.publish.summary())
-    print(report.delivery.summary())
-    print(report.summary())
+        say(report.publish.summary())
+    say(report.delivery.summary())
+    say(report.summary())
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -83,7 +92,7 @@ def cmd_subscribe(settings: Settings, args: argparse.Namespace) -> int:
     except SubscriberError as err:
         raise UsageError(f"{shown(args.email)}: {err}") from None
     verb = "subscribed" if created else "updated"
-    print(f"{subscriber.email}: {verb} to {', '.join(subscriber.keywords)} ({subscriber.file})")
+    say(f"{subscriber.email}: {verb} to {', '.join(subscriber.keywords)} ({subscriber.file})")
     return EXIT_OK
 
 
@@ -101,9 +110,9 @@ def cmd_unsubscribe(settings: Settings, args: argparse.Namespace) -> int:
     except SubscriberError as err:
         raise UsageError(f"{shown(args.email)}: {err}") from None
     if removed is None:
-        print(f"{shown(args.email)}: not subscribed", file=sys.stderr)
+        say(f"{shown(args.email)}: not subscribed", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{args.email}: unsubscribed (removed {removed})")
+    say(f"{args.email}: unsubscribed (removed {removed})")
     return EXIT_OK
 
 
@@ -128,13 +137,16 @@ def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
             if delivery.state == "active" and delivery.failures:
                 state = f"pending ({delivery.failures} temporary failures: {delivery.last_error})"
             if delivery.state == "bouncing":
-                state = f"bouncing ({delivery.bounces} refusals: {delivery.last_error})"
+                state = (
+                    f"bouncing ({delivery.bounces} refusals: {delivery.last_error}; no digests "
+                    "until they write to the list, or `newsletter subscribe` again)"
+                )
         name = f" ({subscriber.name})" if subscriber.name else ""
         keywords = ", ".join(subscriber.keywords)
-        print(f"{subscriber.email}{name}: {keywords}; last delivery {last}; {state}")
+        say(f"{subscriber.email}{name}: {keywords}; last delivery {last}; {state}")
     for problem in roster.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
-    print(f"{len(roster.subscribers)} subscribers, {len(roster.problems)} files skipped")
+        say(f"skipped: {problem}", file=sys.stderr)
+    say(f"{len(roster.subscribers)} subscribers, {len(roster.problems)} files skipped")
     return EXIT_OK
 
 
@@ -146,12 +158,12 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
     except SubscriberError as err:
         raise UsageError(f"{shown(args.email)}: {err}") from None
     if html is None:
-        print(f"{args.email}: nothing new for this subscriber; no digest would be sent")
+        say(f"{args.email}: nothing new for this subscriber; no digest would be sent")
         return EXIT_OK
     body = text if args.text else html
     if args.out:
         Path(args.out).write_text(body, encoding="utf-8")
-        print(f"{args.email}: {subject} -> {args.out}")
+        say(f"{args.email}: {subject} -> {args.out}")
     else:
         sys.stdout.write(body)
     return EXIT_OK
@@ -159,7 +171,10 @@ def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     status = gather(settings)
-    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(printable(format_status(status), lines=True))
     return EXIT_OK
 
 
@@ -178,9 +193,34 @@ def cmd_inbox(settings: Settings, args: argparse.Namespace) -> int:
 
     check_paths(settings, archive=False)
     with Store(settings.store.path) as store:
-        report = poll_inbox(settings, store)
-    print(report.summary())
+        for warning in start_warnings(settings):
+            log.warning("%s", warning)
+        secret = check_secret(settings.web.secret_file, store.links_mailed())
+        report = poll_inbox(settings, store, secret=secret)
+    say(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_new_secret(settings: Settings, args: argparse.Namespace) -> int:
+    """A new token secret, on purpose: what it invalidates is said first, and an existing
+    one is replaced only with --replace."""
+    path = settings.web.secret_file
+    exists = load_secret(path) is not None
+    if exists and not args.replace:
+        raise UsageError(
+            f"{path}: a token secret exists; a new one stops every unsubscribe link already "
+            "mailed from working, and bounce reports about digests already sent from "
+            "counting. Add --replace to do it anyway"
+        )
+    create_secret(path)
+    say(
+        f"{path}: a new token secret. Every unsubscribe link mailed before now no longer "
+        "works (each reader's next digest carries a working one; mail saying "
+        '"unsubscribe" still works, after a confirmation), and bounce reports about '
+        "digests sent before now no longer count. A running daemon uses it after "
+        "`systemctl reload newsletter` (SIGHUP)."
+    )
+    return EXIT_OK
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
@@ -195,7 +235,7 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
         update = write_archive_files(settings, store)
         counts = ", ".join(f"{name} {len(papers)}" for name, papers in update.sections.items())
         state = "written" if update.readme_written else "unchanged"
-        print(f"{settings.archive.path}: {state} ({counts})")
+        say(f"{settings.archive.path}: {state} ({counts})")
         if settings.archive.rotate:
             pages = sum(1 for path in update.written if path.suffix == ".md")
             removed = len(update.removed)
@@ -206,7 +246,7 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
         if not args.publish:
             return EXIT_OK
         report = publish_archive(settings)
-    print(report.summary())
+    say(report.summary())
     return EXIT_OK if report.error is None else EXIT_FAILED
 
 
@@ -381,6 +421,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inbox.add_argument("--once", action="store_true", help="read the mailbox once and exit")
     inbox.set_defaults(handler=cmd_inbox)
+
+    new_secret = commands.add_parser(
+        "new-secret",
+        parents=[common],
+        help="make a new token secret, on purpose (invalidates every link already mailed)",
+        description="Write a new token secret to [web] secret_file: when the old one is lost "
+        "(the daemon refuses to start without it once links were mailed), or to revoke "
+        "every unsubscribe link mailed so far. Those links stop working, and bounce "
+        "reports about digests already sent no longer count.",
+    )
+    new_secret.add_argument(
+        "--replace", action="store_true", help="replace a secret file that exists"
+    )
+    new_secret.set_defaults(handler=cmd_new_secret)
     return parser
 
 
@@ -395,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(settings_path(args.settings))
         return handler(settings, args)
     except NewsletterError as err:
-        print(err, file=sys.stderr)
+        say(str(err), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         return 130
@@ -403,5 +457,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as err:  # a file we had no reason to expect trouble with: still one line
-        print(f"{err.filename or 'error'}: {err.strerror or err}", file=sys.stderr)
+        say(f"{err.filename or 'error'}: {err.strerror or err}", file=sys.stderr)
         return EXIT_FAILED

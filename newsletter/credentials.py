@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from .errors import NewsletterError
+from .files import check_private
 
 
 class CredentialError(NewsletterError):
@@ -26,15 +27,26 @@ def read_password(section: str, password_env: str, password_file: Path | None) -
     """
     if password_env and os.environ.get(password_env):
         return os.environ[password_env]
-    path = password_file
+    path = password_path(password_file)
     if path is None:
         raise CredentialError(
             f"[{section}] password_env: the environment variable {password_env} is not set"
         )
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and not path.exists() and (Path(credentials) / path.name).exists():
-        path = Path(credentials) / path.name
     try:
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
+        password = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as err:
         raise CredentialError(f"[{section}] password_file {path}: {err.strerror}") from None
+    check_private(path, f"the [{section}] password")
+    return password
+
+
+def password_path(password_file: Path | None) -> Path | None:
+    """The file a password is read from: `password_file`, or the credential of its name."""
+    if password_file is None:
+        return None
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and not password_file.exists():
+        candidate = Path(credentials) / password_file.name
+        if candidate.exists():
+            return candidate
+    return password_file

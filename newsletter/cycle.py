@@ -181,19 +181,21 @@ def run_cycle(
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
     alive: Callable[[], None] | None = None,
+    secret: bytes | None = None,
 ) -> CycleReport:
     """One cycle. With `stop` set (SIGTERM) it takes no new work: keywords not yet
     fetched are left for the next cycle, and no new message is started; what was
     fetched or sent is saved. `progress` gets a line to show, `alive` is called while
-    it waits (the daemon's watchdog heartbeat). A cycle that raises is recorded in the
-    store, then the exception propagates."""
+    it waits (the daemon's watchdog heartbeat); `secret` is the token secret the daemon
+    holds (checked when the digests need it, if not given). A cycle that raises is
+    recorded in the store, then the exception propagates."""
     started = time.monotonic()
     stop = stop or threading.Event()
     progress = progress or (lambda text: None)
     number = store.cycles.begin()
     log.info("cycle %d: fetching %d keywords", number, len(settings.keywords))
     try:
-        return _run(settings, store, number, started, today, stop, progress, alive)
+        return _run(settings, store, number, started, today, stop, progress, alive, secret)
     except BaseException as err:
         with contextlib.suppress(Exception):
             store.cycles.finish(number, error=f"{type(err).__name__}: {err}")
@@ -211,6 +213,7 @@ def _run(
     stop: threading.Event,
     progress: Callable[[str], None],
     alive: Callable[[], None] | None,
+    secret: bytes | None,
 ) -> CycleReport:
     def sleep(seconds: float) -> None:
         """Wait for arXiv (pacing, a retry), showing life every second; SIGTERM ends it."""
@@ -278,7 +281,14 @@ def _run(
     delivery = DeliveryReport()
     if not stop.is_set():
         delivery = deliver_digests(
-            settings, store, number, roster=roster, today=today, stop=stop, progress=progress
+            settings,
+            store,
+            number,
+            roster=roster,
+            today=today,
+            stop=stop,
+            progress=progress,
+            secret=secret,
         )
         log.info("%s", delivery.summary())
 

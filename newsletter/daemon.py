@@ -13,10 +13,13 @@
 - SIGTERM/SIGINT: stop taking new work, finish the message in flight, save,
   exit 0; past `stop_timeout_seconds` the process exits anyway, which is safe
   because every effect was saved the moment it happened.
-- SIGHUP: reload settings (kept as they were if the new file is invalid).
+- SIGHUP: reload settings (kept as they were if the new file is invalid), and
+  the token secret (kept as it was if the file went missing).
 - With [inbox], the mailbox is read every poll_seconds between cycles (in this
   thread: the store is not thread-safe); with [web] listen, the unsubscribe
   pages are served from a thread of their own (they touch only subscriber files).
+- The token secret is read once at start (an error if it is missing once links
+  were mailed) and held: cycles, polls and the web thread all sign with it.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from .cycle import CycleReport, run_cycle
 from .errors import NewsletterError
 from .files import LostLock
 from .inbox.poll import poll_inbox
-from .preflight import check_paths, warnings
+from .preflight import check_paths, start_warnings
 from .store import Store
 from .systemd_notify import Notifier
-from .tokens import SecretError
+from .tokens import SecretError, Tokens, check_secret, legacy_cutoff, load_secret
 from .web import WebError, WebServer
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ class Daemon:
         self.cycles_run = 0
         self.web: WebServer | None = None
         self.cycle_jobs: list[schedule.Job] = []
+        self.secret = b""  # the token secret, read at start and on SIGHUP
 
     def beat(self, ahead: float = 0.0) -> None:
         """The main thread is making progress (the watchdog pings only while it does); with
@@ -187,7 +191,12 @@ class Daemon:
         self.notifier.status(f"running a cycle (started {self.last_cycle_started:%H:%M:%S} UTC)")
         try:
             report = run_cycle(
-                self.settings, self.store, stop=self.stop, progress=self.progress, alive=self.beat
+                self.settings,
+                self.store,
+                stop=self.stop,
+                progress=self.progress,
+                alive=self.beat,
+                secret=self.secret,
             )
         except LostLock:
             raise
@@ -212,7 +221,9 @@ class Daemon:
         assert self.store is not None
         self.store.check_lock()
         try:
-            report = poll_inbox(self.settings, self.store, self.stop, alive=self.beat)
+            report = poll_inbox(
+                self.settings, self.store, self.stop, alive=self.beat, secret=self.secret
+            )
         except LostLock:
             raise
         except NewsletterError as err:
@@ -226,10 +237,37 @@ class Daemon:
         elif report.read or report.replies_sent:
             log.info("%s", report.summary())
 
+    def tokens(self) -> Tokens:
+        assert self.store is not None
+        cutoff = legacy_cutoff(self.store.tokens_bound_since, datetime.now(UTC))
+        return Tokens(self.secret, cutoff)
+
     def _start_web(self) -> None:
         if self.settings.web.listen_host:
-            self.web = WebServer(self.settings)
+            self.web = WebServer(self.settings, self.tokens())
             self.web.start()
+
+    def _reload_secret(self) -> None:
+        """The secret file again: a new one (restored, or made with `new-secret`) is
+        used by everything at once; a missing one is an error, and the one in use stays."""
+        path = self.settings.web.secret_file
+        try:
+            secret = load_secret(path)
+        except SecretError as err:
+            log.error("reload: %s; still signing with the secret read before", err)
+            return
+        if secret is None:
+            log.error(
+                "reload: %s: the token secret is missing; still signing with the one read "
+                "before: restore the file, or run `newsletter new-secret` and reload",
+                path,
+            )
+            return
+        if secret != self.secret:
+            self.secret = secret
+            if self.web is not None:
+                self.web.use(self.tokens())
+            log.warning("reload: %s: a new token secret is in use", path)
 
     def _stop_web(self) -> None:
         if self.web is not None:
@@ -262,6 +300,7 @@ class Daemon:
             self.schedule_jobs()
             log.error("reload refused, keeping the previous settings: %s", err)
             return
+        self._reload_secret()
         if new.web != old.web or new.subscribers != old.subscribers:
             self._stop_web()
             try:
@@ -291,9 +330,10 @@ class Daemon:
         self._install_signals()
         store = self.settings.store
         self.store = Store(store.path, journal_sync_ms=store.journal_sync_ms)
-        for warning in warnings(self.settings):
-            log.warning("%s", warning)
         try:
+            for warning in start_warnings(self.settings):
+                log.warning("%s", warning)
+            self.secret = check_secret(self.settings.web.secret_file, self.store.links_mailed())
             yield self.store
         finally:
             self.store.close()

@@ -11,11 +11,47 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
+import stat
 from pathlib import Path
 
 from .crashpoints import crashpoint
 from .errors import NewsletterError
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def exposure(path: Path, what: str) -> str:
+    """ "" when only its owner can read `path` (a password, the token secret); else the
+    problem, in one line naming the file. We never chmod it ourselves: who may read it
+    is the admin's decision, made visible."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return ""
+    return (
+        f"{path}: {what} can be read by group or others (mode {stat.filemode(mode)}); "
+        f"chmod 600 {path}"
+    )
+
+
+def check_private(path: Path, what: str) -> str:
+    """`exposure`, logged as a WARNING once per file and mode (the preflight warnings
+    at start count as that once)."""
+    problem = exposure(path, what)
+    if problem and problem not in _warned:
+        _warned.add(problem)
+        log.warning("%s", problem)
+    return problem
+
+
+def already_warned(problem: str) -> None:
+    """Said by the caller (the warnings at start): `check_private` need not say it again."""
+    _warned.add(problem)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, name: str = "file") -> None:

@@ -1,17 +1,54 @@
-"""Logging to stderr: timestamps in a terminal, syslog priorities under systemd.
+"""Logging to stderr: timestamps in a terminal, syslog priorities under systemd; and text
+made safe to print.
 
 Under systemd (stderr is the stream named by $JOURNAL_STREAM) the journal adds
 its own timestamps, so we write `<N>` priority prefixes instead, which journald
 turns into levels (`journalctl -p warning` works). In a terminal, a long cycle
 shows one progress line that log lines do not garble.
+
+Log lines and what the commands print carry text from outside (a name in a
+subscriber file, a bounce report's diagnostic, an error from a server), so
+control characters in it are shown escaped (`printable`): an escape sequence
+cannot clear the admin's screen or retitle the terminal, nor a line break
+forge a log line.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import TextIO
+
+# C0 and C1 controls and DEL (escape sequences, line breaks, the bell), and the
+# bidirectional overrides that reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """`text` with every control character shown as an escape (\\x1b); with `lines`,
+    line breaks (and tabs) are kept, for output of several lines."""
+    if lines:
+        return "\n".join(
+            _UNPRINTABLE.sub(lambda m: m.group(0) if m.group(0) == "\t" else _escape(m), line)
+            for line in text.split("\n")
+        )
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+class _SafeFormatter(logging.Formatter):
+    """The message's control characters escaped (a traceback after it stays as it is)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
 
 _PRIORITY = {
     logging.DEBUG: 7,
@@ -35,7 +72,7 @@ def under_journal(stream: TextIO, environ: dict[str, str] | None = None) -> bool
     return (stat.st_dev, stat.st_ino) == (int(device), int(inode))
 
 
-class _JournalFormatter(logging.Formatter):
+class _JournalFormatter(_SafeFormatter):
     def format(self, record: logging.LogRecord) -> str:
         priority = _PRIORITY.get(record.levelno, 6)
         return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
@@ -82,9 +119,7 @@ def setup_logging(level: str, stream: TextIO | None = None) -> Progress:
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-            )
+            _SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -12,7 +12,10 @@ import os
 
 from .archive.git import GitError, Repo
 from .config import ConfigError, Settings
+from .credentials import password_path
+from .files import already_warned, exposure
 from .templates import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
+from .tokens import SECRET_WHAT
 
 
 def check_paths(
@@ -64,9 +67,36 @@ def check_archive(settings: Settings, *, git: bool) -> None:
             raise ConfigError(f"{file}: [archive] git: {err}") from None
 
 
+def exposed_files(settings: Settings) -> list[str]:
+    """The token secret and the password files that group or others can read, one line
+    each (a password given in the environment instead is not read from its file)."""
+    files = [(settings.web.secret_file, SECRET_WHAT)]
+    sections = [("smtp", settings.smtp)]
+    if settings.inbox is not None:
+        sections.append(("inbox", settings.inbox))  # type: ignore[arg-type]
+    for name, section in sections:
+        if section.password_env and os.environ.get(section.password_env):
+            continue
+        path = password_path(section.password_file)
+        if path is not None:
+            files.append((path, f"the [{name}] password"))
+    return [problem for path, what in files if (problem := exposure(path, what))]
+
+
+def start_warnings(settings: Settings) -> list[str]:
+    """`warnings`, to be logged at start; with [security] strict_permissions, a secret or
+    password file others can read is a ConfigError instead."""
+    exposed = exposed_files(settings)
+    if exposed and settings.security.strict_permissions:
+        raise ConfigError(f"{exposed[0]} ([security] strict_permissions is on)")
+    for problem in exposed:
+        already_warned(problem)
+    return warnings(settings)
+
+
 def warnings(settings: Settings) -> list[str]:
     """What works, but probably not as the admin meant: said at start and by `status`."""
-    found = []
+    found = exposed_files(settings)
     if not settings.subscribers.dir.is_dir():
         found.append(
             f"[subscribers] dir {settings.subscribers.dir} does not exist: nobody gets a "

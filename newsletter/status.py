@@ -7,7 +7,7 @@ sees one consistent version; nothing here writes anything.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
     roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
     cycles: list[dict[str, Any]] = []
     states = {"active": 0, "new": 0, "bouncing": 0}
+    bouncing: list[dict[str, Any]] = []
+    dropped = 0
     pending = 0
     papers = {"full": 0, "seen_ids": 0}
     disk = {"bytes": 0, "backup": None}
@@ -68,6 +70,15 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
                     states["new"] += 1
                 else:
                     states[delivery.state] = states.get(delivery.state, 0) + 1
+                    if delivery.state == "bouncing":
+                        bouncing.append(
+                            {
+                                "email": subscriber.email,
+                                "bounces": delivery.bounces,
+                                "last_error": delivery.last_error,
+                            }
+                        )
+            dropped = store.inbox.dropped_since(now - timedelta(days=1))
     else:
         states["new"] = len(roster.subscribers)
     return {
@@ -87,7 +98,9 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
             **states,
             "files_skipped": len(roster.problems),
         },
+        "bouncing": bouncing,
         "pending_deliveries": pending,
+        "inbox": {"dropped_last_day": dropped},
     }
 
 
@@ -124,9 +137,21 @@ def format_status(status: dict[str, Any]) -> str:
         f"subscribers: {s['total']} ({s['active']} active, {s['new']} new, "
         f"{s['bouncing']} bouncing; {s['files_skipped']} files skipped)"
     )
+    for person in status["bouncing"]:
+        lines.append(
+            f"bouncing: {person['email']} ({person['bounces']} refusals; last: "
+            f"{person['last_error']}): no digests until they write to the list"
+        )
     lines.append(
         f"pending deliveries: {status['pending_deliveries']} subscribers have a digest due"
     )
+    dropped = status["inbox"]["dropped_last_day"]
+    if dropped:
+        lines.append(
+            f"inbox: {dropped} requests dropped without a reply in the last day, over the "
+            "reply caps ([inbox] max_confirmations_per_hour and per domain, "
+            "max_replies_per_hour)"
+        )
     if not status["cycles"]:
         lines.append("cycles: none yet")
     for cycle in reversed(status["cycles"]):

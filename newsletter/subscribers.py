@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 64 * 1024
 MAX_NAME = 100
+# Characters of a file name before ".toml". An address may have 254, and most file
+# systems allow 255 bytes a name: a longer one could not even be looked up
+# (ENAMETOOLONG), nor its temp file (".NAME.PID.tmp") written.
+MAX_FILE_NAME = 100
 KNOWN_KEYS = {"email", "name", "keywords", "source", "created", "confirmed"}
 
 
@@ -84,11 +88,15 @@ def check_name(name: str) -> str:
 
 
 def file_name(address: str) -> str:
-    """A readable, safe file name for an address; a hash keeps rewritten names unique."""
+    """A readable, safe, bounded file name for an address; a hash keeps rewritten or
+    shortened names unique. Only a name: the address inside the file is the identity."""
     key = address_key(address)
+    digest = hashlib.sha256(key.encode()).hexdigest()
     safe = re.sub(r"[^a-z0-9@._+-]", "_", key)
     if safe != key or safe.startswith("."):
-        safe = f"{safe.lstrip('.')}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+        safe = f"{safe.lstrip('.')}-{digest[:8]}"
+    if len(safe) > MAX_FILE_NAME:
+        safe = f"{safe[: MAX_FILE_NAME - 17]}-{digest[:16]}"
     return f"{safe}.toml"
 
 

@@ -1,40 +1,53 @@
 """One-click unsubscribe over HTTPS (RFC 8058), served from a thread of the daemon.
 
     GET  /unsubscribe/TOKEN   a small page naming the address and the list, with one button
-    POST /unsubscribe/TOKEN   unsubscribes at once; idempotent; no login, no cookies
+    POST /unsubscribe/TOKEN   with the body List-Unsubscribe=One-Click: unsubscribes at
+                              once; idempotent; no login, no cookies
 
 GET changes nothing, so link scanners that fetch every URL in a mail cannot
-unsubscribe anyone. A token that is not the HMAC of a subscriber's address
-(forged, altered, or of someone no longer subscribed) gets 404 and changes
-nothing. The server listens on `[web] listen` (loopback, behind the admin's
-reverse proxy, which adds TLS); `[web] public_url` is the address people reach.
+unsubscribe anyone, and neither can a POST without RFC 8058's body. A token
+that is not the one of a current subscription (forged, altered, of someone no
+longer subscribed, or of an earlier subscription of the address) gets 404 and
+changes nothing. The server listens on `[web] listen` (loopback, behind the
+admin's reverse proxy, which adds TLS); `[web] public_url` is the address
+people reach. A connection gets REQUEST_DEADLINE seconds in all, and at most
+MAX_CONNECTIONS are served at once, so slow clients cannot hold it; a client
+that leaves early is no error.
 
 It touches only the subscriber files, never the store, so it can run beside
-the daemon's cycles without sharing the store between threads.
+the daemon's cycles without sharing the store between threads. The token
+secret is the daemon's own, handed over at start and again after SIGHUP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import re
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
+from .addresses import address_key
 from .config import Settings
 from .errors import NewsletterError
 from .subscribers import Subscriber, load_subscribers, remove_subscriber
-from .tokens import TOKEN_LENGTH, load_or_create_secret, token
+from .tokens import TOKEN_LENGTH, Tokens, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(rf"^/unsubscribe/([a-z2-7]{{{TOKEN_LENGTH}}})/?$")
 MAX_BODY = 4096  # a one-click POST carries "List-Unsubscribe=One-Click"; nothing more is read
-REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request
+REQUEST_TIMEOUT = 10.0  # seconds a client may take for one read
+REQUEST_DEADLINE = 20.0  # seconds a connection may last in all, however it trickles
+MAX_CONNECTIONS = 32  # served at once; more are refused with 503 at once
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 class WebError(NewsletterError):
@@ -52,10 +65,10 @@ class Page:
 class Unsubscriber:
     """Token → subscriber, from the subscriber files (re-read when the folder changes)."""
 
-    def __init__(self, settings: Settings, secret: bytes):
+    def __init__(self, settings: Settings, tokens: Tokens):
         self.directory = settings.subscribers.dir
         self.keywords = settings.keyword_names
-        self.secret = secret
+        self.tokens = tokens
         self.list_name = settings.digest.list_name
         self._lock = threading.Lock()
         self._stamp: int | None = None
@@ -69,16 +82,28 @@ class Unsubscriber:
             stamp = 0
         if stamp != self._stamp:
             roster = load_subscribers(self.directory, self.keywords)
-            self._by_token = {token(self.secret, s.email): s for s in roster.subscribers}
+            self._by_token = self.tokens.index(roster.subscribers)
             self._stamp = stamp
         return self._by_token
 
-    def page(self, tok: str, *, post: bool) -> Page:
+    def use(self, tokens: Tokens) -> None:
+        """The daemon's secret after a reload: links signed with it work at once."""
+        with self._lock:
+            self.tokens = tokens
+            self._stamp = None
+            self._gone.clear()
+
+    def page(self, tok: str, *, post: bool, one_click: bool = True) -> Page:
+        """The page for a token: GET (`post` False) asks, a POST with RFC 8058's body
+        (`one_click`) unsubscribes; a POST without it changes nothing."""
         name = html.escape(self.list_name)
         with self._lock:
             person = self._current().get(tok)
-            if person is None and tok in self._gone:
-                return self._done(self._gone[tok])
+            gone = self._gone.get(tok)
+            if person is None and gone is not None:
+                if all(address_key(s.email) != address_key(gone) for s in self._by_token.values()):
+                    return self._done(gone)  # a repeat; unless they have subscribed again
+                del self._gone[tok]
             if person is None:
                 return Page(
                     HTTPStatus.NOT_FOUND,
@@ -86,9 +111,9 @@ class Unsubscriber:
                     "<p>This unsubscribe link is not valid, or its address is no longer "
                     f"subscribed to {name}. Nothing was changed.</p>",
                 )
-            if not post:
+            if not post or not one_click:
                 return Page(
-                    HTTPStatus.OK,
+                    HTTPStatus.OK if not post else HTTPStatus.BAD_REQUEST,
                     f"Unsubscribe from {self.list_name}",
                     f"<p>Stop sending {name} digests to <strong>{html.escape(person.email)}"
                     "</strong>?</p>",
@@ -137,18 +162,33 @@ def render(page: Page) -> bytes:
     ).encode()
 
 
+def is_one_click(content_type: str, body: bytes) -> bool:
+    """Whether a POST body says List-Unsubscribe=One-Click (RFC 8058), as a form sends it:
+    urlencoded, or multipart/form-data."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return bool(
+            re.search(
+                rb'name="?List-Unsubscribe"?\s*\r?\n(?:[^\r\n]+\r?\n)*\r?\n\s*One-Click\s*\r?\n',
+                body,
+            )
+        )
+    text = body.decode("ascii", "replace")
+    return parse_qs(text.strip()).get("List-Unsubscribe") == ["One-Click"]
+
+
 def _handler(unsubscriber: Unsubscriber) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "DailyPapers"
         sys_version = ""
         timeout = REQUEST_TIMEOUT
 
-        def _answer(self, post: bool, head: bool = False) -> None:
+        def _answer(self, post: bool, head: bool = False, one_click: bool = False) -> None:
             match = _PATH.match(self.path.split("?", 1)[0])
             if match is None:
                 page = Page(HTTPStatus.NOT_FOUND, "Not found", "<p>Nothing here.</p>")
             else:
-                page = unsubscriber.page(match.group(1), post=post)
+                page = unsubscriber.page(match.group(1), post=post, one_click=one_click)
             body = render(page)
             self.send_response(page.status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
@@ -176,9 +216,9 @@ def _handler(unsubscriber: Unsubscriber) -> type[BaseHTTPRequestHandler]:
                 length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
             except ValueError:
                 length = 0
-            if length > 0:
-                self.rfile.read(length)
-            self._answer(post=True)
+            body = self.rfile.read(length) if length > 0 else b""
+            one_click = is_one_click(self.headers.get("Content-Type") or "", body)
+            self._answer(post=True, one_click=one_click)
 
         def log_message(self, format: str, *args: Any) -> None:
             # The token is a credential: it never goes into the log.
@@ -191,8 +231,56 @@ def _handler(unsubscriber: Unsubscriber) -> type[BaseHTTPRequestHandler]:
 _PATH_TOKEN = re.compile(r"/unsubscribe/[^ /?\"]+")
 
 
+def _cut(connection: socket.socket) -> None:
+    """The connection's time is up: a read or write blocked on it returns at once."""
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)
+
+
 class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS of them, each cut off after
+    REQUEST_DEADLINE seconds; a client that goes away early is not an error."""
+
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+    deadline = REQUEST_DEADLINE
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        super().server_activate()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        timer = threading.Timer(self.deadline, _cut, (request,))
+        timer.daemon = True
+        timer.start()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            timer.cancel()
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client left, or its time ran out
+            log.debug("web: %s: %s", client_address[0], error)
+            return
+        log.exception("web: serving %s failed", client_address[0])
 
 
 class _Server6(_Server):
@@ -202,10 +290,14 @@ class _Server6(_Server):
 class WebServer:
     """The unsubscribe pages in a background thread: start() binds and serves, stop() ends."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, tokens: Tokens | None = None):
+        """`tokens`: the daemon's secret (and legacy cutoff); read from the secret file
+        when not given (a web server alone, in the tests)."""
         self.settings = settings
+        self.tokens = tokens
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._unsubscriber: Unsubscriber | None = None
 
     @property
     def port(self) -> int:
@@ -216,8 +308,9 @@ class WebServer:
         web = self.settings.web
         if not web.listen_host:
             raise WebError(f"{self.settings.file}: [web] listen is not set")
-        secret = load_or_create_secret(web.secret_file)
-        handler = _handler(Unsubscriber(self.settings, secret))
+        tokens = self.tokens or Tokens(load_or_create_secret(web.secret_file))
+        self._unsubscriber = Unsubscriber(self.settings, tokens)
+        handler = _handler(self._unsubscriber)
         server_class = _Server6 if ":" in web.listen_host else _Server
         try:
             server = server_class((web.listen_host, web.listen_port), handler)
@@ -229,6 +322,12 @@ class WebServer:
         )
         self._thread.start()
         log.info("web: unsubscribe pages on %s, public at %s", web.listen, web.public_url)
+
+    def use(self, tokens: Tokens) -> None:
+        """Sign with this secret from now on (the daemon reloaded it)."""
+        self.tokens = tokens
+        if self._unsubscriber is not None:
+            self._unsubscriber.use(tokens)
 
     def stop(self) -> None:
         if self._server is not None:

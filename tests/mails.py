@@ -58,7 +58,8 @@ def confirmation_code(received: Received) -> str:
 
 
 def dsn(recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
-    """A delivery status notification (RFC 3464) as Postfix sends it to the envelope sender."""
+    """A delivery status notification (RFC 3464) in Postfix's form, naming `recipient`,
+    that returns no digest of ours: anyone can write it (see `bounce_of` for a real one)."""
     return (
         "Return-Path: <>\r\n"
         "From: MAILER-DAEMON@relay.example.org (Mail Delivery System)\r\n"
@@ -93,6 +94,82 @@ def dsn(recipient: str, status: str = "5.1.1", action: str = "failed") -> bytes:
         "\r\n"
         "--B--\r\n"
     ).encode()
+
+
+def bounce_of(
+    received: Received,
+    *,
+    returned: str = "message",
+    recipient: str | None = None,
+    sender: str = "MAILER-DAEMON@relay.example.org (Mail Delivery System)",
+) -> bytes:
+    """The DSN a relay like Postfix mails to the envelope sender when a message it accepted
+    cannot be delivered: a notice, the delivery report, and the message it returns, whole
+    ("message") or its headers ("headers"), as received. `recipient` names another
+    address in the report than the one the message went to (a forgery)."""
+    failed = recipient or received.rcpt_tos[0]
+    original = received.data.replace(b"\r\n", b"\n").decode("utf-8", "replace")
+    headers = original.split("\n\n", 1)[0]
+    relayed = "Received: from mail.example.org by relay.example.org (Postfix); Fri, 7 Mar 2025\n"
+    kind, description, body = {
+        "message": ("message/rfc822", "Undelivered Message", relayed + original),
+        "headers": ("text/rfc822-headers", "Undelivered Message Headers", relayed + headers),
+    }[returned]
+    text = (
+        "Return-Path: <>\n"
+        f"Delivered-To: {received.mail_from}\n"
+        "Date: Fri,  7 Mar 2025 10:05:00 +0000 (UTC)\n"
+        f"From: {sender}\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        f"To: {received.mail_from}\n"
+        "Auto-Submitted: auto-replied\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: multipart/report; report-type=delivery-status;\n"
+        '\tboundary="4F2A1C0.1741341900/relay.example.org"\n'
+        "Content-Transfer-Encoding: 8bit\n"
+        f"Message-Id: <2025030710{next(_ids):04d}.4F2A1C0@relay.example.org>\n"
+        "\n"
+        "This is a MIME-encapsulated message.\n"
+        "\n"
+        "--4F2A1C0.1741341900/relay.example.org\n"
+        "Content-Description: Notification\n"
+        "Content-Type: text/plain; charset=us-ascii\n"
+        "\n"
+        "This is the mail system at host relay.example.org.\n"
+        "\n"
+        "I'm sorry to have to inform you that your message could not\n"
+        "be delivered to one or more recipients. It's attached below.\n"
+        "\n"
+        f"<{failed}>: host mx.example.org[192.0.2.25] said: 550 5.1.1\n"
+        f"    <{failed}>: Recipient address rejected: User unknown (in reply to RCPT TO\n"
+        "    command)\n"
+        "\n"
+        "--4F2A1C0.1741341900/relay.example.org\n"
+        "Content-Description: Delivery report\n"
+        "Content-Type: message/delivery-status\n"
+        "\n"
+        "Reporting-MTA: dns; relay.example.org\n"
+        "X-Postfix-Queue-ID: 4F2A1C0\n"
+        f"X-Postfix-Sender: rfc822; {received.mail_from}\n"
+        "Arrival-Date: Fri,  7 Mar 2025 10:04:58 +0000 (UTC)\n"
+        "\n"
+        f"Final-Recipient: rfc822; {failed}\n"
+        f"Original-Recipient: rfc822;{failed}\n"
+        "Action: failed\n"
+        "Status: 5.1.1\n"
+        "Remote-MTA: dns; mx.example.org\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{failed}>: Recipient address rejected: User\n"
+        "    unknown\n"
+        "\n"
+        "--4F2A1C0.1741341900/relay.example.org\n"
+        f"Content-Description: {description}\n"
+        f"Content-Type: {kind}\n"
+        "Content-Transfer-Encoding: 8bit\n"
+        "\n"
+        f"{body}\n"
+        "--4F2A1C0.1741341900/relay.example.org--\n"
+    )
+    return text.replace("\n", "\r\n").encode()
 
 
 def make_maildir(path: Path) -> mailbox.Maildir:

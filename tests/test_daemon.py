@@ -535,14 +535,27 @@ def test_daemon_reads_the_inbox_between_cycles_and_serves_unsubscribe_pages(
     assert confirmation_code(question)
     assert daemon.proc.poll() is None
 
-    subscribe(settings, "ben@example.org", "MLLM")
-    good = token(load_secret(settings.web.secret_file), "ben@example.org")
+    ben = subscribe(settings, "ben@example.org", "MLLM")
+    good = token(load_secret(settings.web.secret_file), ben.email, ben.created)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{good}", timeout=5) as page:
         assert page.status == 200 and "ben@example.org" in page.read().decode()
     with pytest.raises(urllib.error.HTTPError) as forged:
         fake = ("b" if good[0] == "a" else "a") + good[1:]
         urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{fake}", timeout=5)
     assert forged.value.code == 404
+
+    # A new secret, made on purpose and reloaded: the web thread signs as the cycles do.
+    made = run_cli("--settings", str(settings.file), "new-secret", "--replace")
+    assert made.returncode == 0 and "no longer works" in made.stdout, made.stderr
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("a new token secret is in use")
+    new = token(load_secret(settings.web.secret_file), ben.email, ben.created)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{new}", timeout=5) as page:
+        assert page.status == 200 and "ben@example.org" in page.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as old:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{good}", timeout=5)
+    assert old.value.code == 404
+    good = new
     assert daemon.stop() == 0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/unsubscribe/{good}", timeout=2)

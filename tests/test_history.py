@@ -13,7 +13,7 @@ import pytest
 from arxiv_server import FIXTURES, entry
 from conftest import run_cli, subscribe
 from digest_reader import paper_ids
-from mails import INBOX, deliver, dsn, mail, make_maildir
+from mails import INBOX, bounce_of, deliver, mail, make_maildir
 
 from newsletter.archive.markdown import page_rows
 from newsletter.cycle import run_cycle
@@ -21,6 +21,7 @@ from newsletter.inbox.poll import poll_inbox
 from newsletter.papers import keyword_slug
 from newsletter.store import Store, inbox_state
 from newsletter.store import cycles as cycle_log
+from newsletter.tokens import create_secret
 
 FIRST_RELEASE = FIXTURES / "store-v1"  # see its README.md: how and with what it was made
 # What the fixture's arXiv served (the fixture's cycles 1 to 3), and one paper more.
@@ -60,6 +61,7 @@ def first_release_settings(make_settings, tmp_path, **changes):
     shutil.copy(FIRST_RELEASE / "newsletter.json.journal", state / "newsletter.json.journal")
     shutil.copytree(FIRST_RELEASE / "subscribers", settings.subscribers.dir)
     shutil.copytree(FIRST_RELEASE / "archive", settings.archive.path.parent, dirs_exist_ok=True)
+    create_secret(settings.web.secret_file)  # made by that release's first run
     return settings
 
 
@@ -329,7 +331,7 @@ def test_an_inbox_poll_never_writes_paper_data(make_settings, arxiv_server, smtp
             box,
             mail("Bob <bob@example.org>", "subscribe MLLM"),
             mail("carl@example.org", "help"),
-            dsn("ann@example.org"),
+            bounce_of(smtp_server.to("ann@example.org")[0]),
         )
         report = poll_inbox(settings, store)
         assert (report.read, report.bounces, report.error) == (3, 1, "")

@@ -15,11 +15,20 @@ import pytest
 from arxiv_server import entry
 from conftest import run_cli, subscribe
 from digest_reader import paper_ids
-from mails import INBOX, confirmation_code, deliver, dsn, mail, make_maildir, reply_to
+from mails import (
+    INBOX,
+    bounce_of,
+    confirmation_code,
+    deliver,
+    dsn,
+    mail,
+    make_maildir,
+    reply_to,
+)
 
 from newsletter.cycle import run_cycle
 from newsletter.inbox.poll import poll_inbox
-from newsletter.store import Store
+from newsletter.store import BouncePolicy, Delivery, Store
 
 ANN = "Ann Lee <ann@example.org>"
 
@@ -183,7 +192,7 @@ def test_auto_replies_bounces_and_lists_are_never_answered(settings, maildir, sm
     assert not list((settings.inbox.maildir / "new").iterdir()), "all marked handled"
 
 
-def test_bounce_reports_count_like_refusals_until_the_subscriber_is_bouncing(
+def test_bounce_reports_count_once_and_only_when_they_answer_our_digest_to_that_subscriber(
     make_settings, maildir, smtp_server, arxiv_server, tmp_path
 ):
     settings = make_settings(
@@ -191,39 +200,100 @@ def test_bounce_reports_count_like_refusals_until_the_subscriber_is_bouncing(
         inbox={"address": INBOX, "maildir": str(tmp_path / "Maildir")},
         smtp={"max_bounces": 2},
     )
-    subscribe(settings, "gone@example.org", "MLLM")
-    subscribe(settings, "ok@example.org", "MLLM")
+    for name in ("gone", "ok", "mallory"):
+        subscribe(settings, f"{name}@example.org", "MLLM")
     arxiv_server.add(entry("2502.00001", "MLLM paper"))
-    first = cycle(settings)
-    assert first.delivery.sent == 2
+    assert cycle(settings).delivery.sent == 3
     assert {m.mail_from for m in smtp_server.messages} == {INBOX}, "bounces come to the inbox"
+    digest = {m.to: m for m in smtp_server.messages}
 
-    deliver(maildir, dsn("gone@example.org"), dsn("stranger@example.org"))
-    deliver(maildir, dsn("ok@example.org", status="4.2.2", action="delayed"))
+    # Forgeries: a report in Postfix's form returning nothing of ours; one from a
+    # stranger (no null sender) with the same block 50 times; a subscriber's own
+    # digest returned in a report that names somebody else; a delay, not a failure.
+    stranger = "Helpful Relay <postmaster@evil.example>"
+    fifty = dsn("gone@example.org").replace(b"Action:", b"Action: failed\r\nX:", 1)
+    fifty = fifty.replace(b"Return-Path: <>\r\n", f"Return-Path: <{stranger}>\r\n".encode())
+    block = b"\r\n\r\nFinal-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1"
+    fifty = fifty.replace(
+        b"\r\n\r\n--B\r\nContent-Type: text/rfc822",
+        block * 50 + b"\r\n\r\n--B\r\nContent-Type: text/rfc822",
+    )
+    deliver(
+        maildir,
+        dsn("gone@example.org"),
+        dsn("ok@example.org"),
+        fifty,
+        bounce_of(digest["mallory@example.org"], recipient="gone@example.org", sender=stranger),
+        bounce_of(digest["mallory@example.org"], recipient="ok@example.org"),
+        dsn("ok@example.org", status="4.2.2", action="delayed"),
+    )
     report = poll(settings)
-    assert (report.bounces, report.replies_sent) == (1, 0)
+    assert (report.read, report.bounces, report.replies_sent) == (6, 0, 0)
+    with Store(settings.store.path) as store:
+        assert all(d.bounces == 0 for d in store.deliveries.all().values()), "nothing changed"
 
-    # The relay accepts the next digest too; the bounce report comes later again.
+    # A relay's genuine report on gone's digest counts, once, however often it arrives.
+    genuine = bounce_of(digest["gone@example.org"])
+    deliver(maildir, genuine, genuine.replace(b"Message-Id: <", b"Message-Id: <again."))
+    report = poll(settings)
+    assert report.bounces == 1
+    with Store(settings.store.path) as store:
+        assert store.deliveries.get("gone@example.org").bounces == 1
+
+    # The next digest is refused too (its headers returned, this time): now bouncing.
+    smtp_server.messages.clear()
     arxiv_server.add(entry("2502.00002", "MLLM paper 2", day="2025-03-02"))
-    assert cycle(settings).delivery.sent == 2
-    deliver(maildir, dsn("gone@example.org"))
-    poll(settings)
+    assert cycle(settings).delivery.sent == 3
+    deliver(maildir, bounce_of(smtp_server.to("gone@example.org")[0], returned="headers"))
+    assert poll(settings).bounces == 1
 
     arxiv_server.add(entry("2502.00003", "MLLM paper 3", day="2025-03-03"))
     third = cycle(settings)
-    assert (third.delivery.sent, third.delivery.bouncing) == (1, 1)
+    assert (third.delivery.sent, third.delivery.bouncing) == (2, 1)
     listing = run_cli("--settings", str(settings.file), "subscribers")
     assert re.search(
-        r"gone@example.org: MLLM; .*bouncing \(2 refusals: bounce report: 5.1.1", listing.stdout
+        r"gone@example.org: MLLM; .*bouncing \(2 refusals: bounce report: 5.1.1 smtp; 550 5.1.1",
+        listing.stdout,
     )
     assert "ok@example.org: MLLM; last delivery" in listing.stdout
+    status = run_cli("--settings", str(settings.file), "status")
+    assert "bouncing: gone@example.org (2 refusals" in status.stdout
+
+    # Any command from the address brings it back: its digests are tried again.
+    smtp_server.messages.clear()
+    deliver(maildir, mail("gone@example.org", "help"))
+    poll(settings)
+    arxiv_server.add(entry("2502.00004", "MLLM paper 4", day="2025-03-04"))
+    assert cycle(settings).delivery.sent == 3
+    assert smtp_server.to("gone@example.org")
+
+
+def test_a_bounce_older_than_bounce_days_no_longer_counts(tmp_path):
+    old = (datetime.now(UTC) - timedelta(days=31)).isoformat(timespec="seconds")
+    policy = BouncePolicy(max_bounces=2, days=30)
+    with Store(tmp_path / "state.json") as store:
+        store.deliveries.records["ann@example.org"] = Delivery(
+            "ann@example.org", "S", bounces=1, bounce_log=((1, old),)
+        )
+        first = store.deliveries.record_bounce(
+            "ann@example.org", "S", cycle=5, detail="bounce report: 5.1.1", policy=policy
+        )
+        assert (first.bounces, first.state) == (1, "active"), "the old one no longer counts"
+        again = store.deliveries.record_bounce(
+            "ann@example.org", "S", cycle=5, detail="bounce report: 5.1.1", policy=policy
+        )
+        assert again is None, "one digest counts once"
+        second = store.deliveries.record_bounce(
+            "ann@example.org", "S", cycle=6, detail="bounce report: 5.1.1", policy=policy
+        )
+        assert (second.bounces, second.state) == (2, "bouncing")
 
 
 def test_a_bounce_report_is_forgotten_when_digests_are_accepted_a_week_later(tmp_path):
     path = tmp_path / "state.json"
     with Store(path) as store:
         store.deliveries.record_bounce(
-            "ann@example.org", "S", detail="bounce report: 5.2.2", max_bounces=3
+            "ann@example.org", "S", cycle=1, detail="bounce report: 5.2.2", policy=BouncePolicy(3)
         )
         store.deliveries.record_sent("ann@example.org", "S", 1)
         assert store.deliveries.get("ann@example.org").bounces == 1, "kept: reports come after"
@@ -389,18 +459,25 @@ def test_keyword_changes_and_plain_unsubscribe_wait_for_confirmation(
     assert replies(smtp_server)[-1]["Subject"] == "Daily Papers: unsubscribed"
 
 
-def test_unknown_keywords_and_unknown_commands_are_answered_with_help(
+def test_unknown_keywords_and_unknown_commands_are_answered_with_help_never_an_echo(
     settings, maildir, smtp_server
 ):
+    spam = "subscribe CHEAP PILLS at https://spam.example/buy-now, MLLM"
     deliver(
         maildir,
-        mail(ANN, "subscribe Quantum, MLLM"),
+        mail(ANN, spam),
         mail("ben@example.org", "hello there", "Could you add me?\n"),
         mail("cy@example.org", "keywords MLLM"),
+        mail("dee@example.org", "Quantum?", "subscribe Quantum"),
     )
     poll(settings)
+    for received in smtp_server.messages:  # nothing a stranger wrote goes back out
+        text = received.data.decode("utf-8", "replace").lower()
+        for word in ("cheap", "pills", "spam.example", "buy-now", "hello", "quantum", "add me"):
+            assert word not in text, (received.to, word)
     refused = replies(smtp_server)[0].get_content()
-    assert "unknown keyword 'Quantum'; valid keywords: Hallucination, MLLM, Reasoning" in refused
+    assert "name one or more of the keywords listed below" in refused
+    assert "Keywords: Hallucination, MLLM, Reasoning" in refused
     helped = replies(smtp_server, "ben@example.org")[0].get_content()
     assert "I did not understand your message." in helped and "hello" not in helped
     assert "subscribe KEYWORD, KEYWORD" in helped and "Keywords: Hallucination, MLLM" in helped

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import quopri
 import re
+from datetime import date
 from email import quoprimime
 from urllib.parse import urlsplit
 
@@ -17,7 +20,10 @@ from newsletter.config import ConfigError, Keyword
 from newsletter.config.sections import check_query
 from newsletter.config.toml_table import TomlTable
 from newsletter.fetch.keywords import build_query, phrase
-from newsletter.sending.mime import quoted_printable
+from newsletter.papers import Paper, StoredPaper
+from newsletter.sending.mime import MailTemplate, quoted_printable
+from newsletter.sending.render import Personal, Rendered, Renderer
+from newsletter.sending.select import Digest, Item, Section
 
 # Text with everything that matters to a table cell and an HTML block, plus anything else.
 CELL_TEXT = st.text(
@@ -184,3 +190,73 @@ def test_a_value_is_encoded_as_the_email_package_encodes_it_and_decodes_back(val
     decoded = quopri.decodestring(encoded.replace(b"\r\n", b"\n")).decode()
     assert decoded == re.sub(r"\r\n?", "\n", value)  # a body's line ends are CRLF
     assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+
+
+# What has looked like a reader's spot in a digest, or could: the stand-in names of
+# the earlier design, jinja's own syntax, the shape of today's stand-ins (dp + hex),
+# and what escaping touches.
+_SPOT_LIKE = [
+    "ZZpersonalGreetingZZ", "ZZpersonalEmailZZ", "ZZpersonalUnsubscribeZZ",
+    "{{ email }}", "{{ unsubscribe_link }}", "{% if 1 %}", "dp", "0123456789abcdef", "0", "9",
+    "ZZbodyTextZZ", "ZZbodyHtmlZZ", "https://", "/unsubscribe/", "&quot;", "&", "<", '"', "\n",
+]  # fmt: skip
+PAPER_TEXT = st.lists(
+    st.sampled_from(_SPOT_LIKE) | st.characters(codec="utf-8", exclude_characters="\0"),
+    max_size=20,
+).map("".join)
+READER = Personal(
+    email="reader@example.org",
+    name="Rea Der",
+    unsubscribe_mailto="mailto:papers@example.org?subject=unsubscribe%20readerstoken",
+    unsubscribe_url="https://papers.example.org/unsubscribe/readerstoken",
+    message_id="<digest.1.readerssignature@example.org>",
+)
+_RENDERER = Renderer(None, "{count} new", "{count} welcome", max_html_bytes=500_000)
+
+
+def _digest_of(*papers: Paper) -> Digest:
+    items = tuple(Item(StoredPaper(p, ("MLLM",), 1), ()) for p in papers)
+    return Digest((Section("MLLM", items),))
+
+
+def _mail_parts(rendered: Rendered) -> tuple[str, str]:
+    """The HTML and text a reader's client shows, from the wire form `MailTemplate` builds."""
+    mail = MailTemplate(rendered, sender="P <p@example.org>", list_name="P", list_id="p.org")
+    wire = mail.message(READER).removesuffix(b".\r\n").replace(b"\r\n..", b"\r\n.")
+    message = email.message_from_bytes(wire, policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    return html.replace("\r\n", "\n"), text.replace("\r\n", "\n")
+
+
+_PLAIN = _RENDERER.render(_digest_of(paper()), ("MLLM",), date(2025, 3, 7), READER)
+SPOTS = {  # where the shipped templates put the reader's token and address: the footer
+    part: (body.shared().count("readerstoken"), body.shared().count(READER.email))
+    for part, body in (("html", _PLAIN.html), ("text", _PLAIN.text))
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(title=PAPER_TEXT, abstract=PAPER_TEXT, comment=PAPER_TEXT, author=PAPER_TEXT)
+def test_paper_text_never_puts_a_readers_address_or_token_anywhere_else(
+    title, abstract, comment, author
+):
+    """A shared render filled in for a reader is exactly the render for that reader alone,
+    whatever the papers say: their text is never read as a spot, so the address and the
+    token appear where the template puts them and nowhere else."""
+    old_style = "ZZpersonalUnsubscribeZZ/0000001"  # an old-style id built from a stand-in
+    papers = (
+        paper(title=title.strip() or "t", abstract=abstract, comment=comment, authors=(author,)),
+        paper(old_style, url=f"http://arxiv.org/abs/{old_style}v1", abstract=abstract),
+    )
+    digest = _digest_of(*papers)
+    shared = _RENDERER.render(digest, ("MLLM",), date(2025, 3, 7))
+    alone = _RENDERER.render(digest, ("MLLM",), date(2025, 3, 7), READER)
+    html, text = shared.personalise(READER)
+    assert (html, text) == alone.personalise(READER)
+    sent_html, sent_text = _mail_parts(shared)
+    lines = re.compile(r"\r\n|\r")  # the wire form has CRLF line ends, as the email package
+    assert (sent_html, sent_text) == (lines.sub("\n", html), lines.sub("\n", text))
+    for part, shown in (("html", html), ("text", text)):
+        assert (shown.count("readerstoken"), shown.count(READER.email)) == SPOTS[part], part
+    assert f"http://arxiv.org/abs/{old_style}v1" in text, "the paper's own link, as it is"

@@ -25,7 +25,6 @@ from digest_reader import html_part, sections, text_part
 
 from newsletter.papers import Paper
 from newsletter.sending.deliver import deliver_digests, make_renderer, personal
-from newsletter.sending.mime import message_id
 from newsletter.sending.plan import plan_all
 from newsletter.sending.preview import preview
 from newsletter.sending.render import PERSONAL_MARGIN, Renderer
@@ -107,13 +106,13 @@ def planned_alone(settings, subscriber: Subscriber, store: Store) -> Digest | No
 def reference_mail(settings, subscriber: Subscriber, digest: Digest, cycle: int) -> EmailMessage:
     """This person's digest the plain way: planned alone, rendered with their own
     values, encoded whole by the email package."""
-    person = personal(settings, load_or_create_secret(settings.web.secret_file), subscriber)
+    person = personal(settings, load_or_create_secret(settings.web.secret_file), subscriber, cycle)
     rendered = make_renderer(settings).render(digest, subscriber.keywords, DAY, person)
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = settings.digest.sender
     message["To"] = formataddr((person.name, person.email))
     message["Subject"] = rendered.subject
-    message["Message-ID"] = message_id(cycle, person.email, settings.digest.domain)
+    message["Message-ID"] = person.message_id
     message["List-Id"] = formataddr((settings.digest.list_name, settings.digest.list_id))
     links = [f"<{person.unsubscribe_mailto}>"]
     if person.unsubscribe_url:
@@ -121,8 +120,9 @@ def reference_mail(settings, subscriber: Subscriber, digest: Digest, cycle: int)
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["List-Unsubscribe"] = ", ".join(links)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(rendered.text, cte="quoted-printable")
-    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    html, text = rendered.personalise(person)  # rendered for them: no spots left to fill
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
     return message_from_bytes(message.as_bytes(), policy=policy.default)  # type: ignore[return-value]
 
 
@@ -250,7 +250,7 @@ def test_the_trim_keeps_as_many_of_the_newest_papers_as_fit(limit, make_settings
     tight = Renderer(settings.digest.templates, "s", "w", max_html_bytes=limit + PERSONAL_MARGIN)
     trimmed = tight.render(digest, reader.keywords, DAY)
     kept = sum(len(s.items) for s in trimmed.digest.sections)
-    assert 0 < kept < 40 and len(trimmed.html.encode()) <= limit
+    assert 0 < kept < 40 and len(trimmed.html.shared().encode()) <= limit
     one_more = roomy.render(trim_oldest(digest, kept + 1), reader.keywords, DAY)
-    assert len(one_more.html.encode()) > limit, "the most that fit, not just some"
+    assert len(one_more.html.shared().encode()) > limit, "the most that fit, not just some"
     assert tight.renders <= 6, "interpolated, not bisected"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import re
+import socket
+import struct
+import time
 import tomllib
 from collections.abc import Iterator
 
@@ -12,11 +16,13 @@ from arxiv_server import entry
 from conftest import subscribe
 from smtp_server import free_port
 
+from newsletter import web
 from newsletter.config import ConfigError, load_settings
 from newsletter.cycle import run_cycle
 from newsletter.store import Store
+from newsletter.subscribers import Subscriber
 from newsletter.tokens import load_or_create_secret, token
-from newsletter.web import WebError, WebServer
+from newsletter.web import ONE_CLICK, WebError, WebServer
 
 
 @pytest.fixture
@@ -31,10 +37,16 @@ def site(make_settings) -> Iterator[tuple]:
     server.stop()
 
 
-def request(server: WebServer, method: str, path: str, body: str = "") -> tuple[int, str, dict]:
+def request(
+    server: WebServer,
+    method: str,
+    path: str,
+    body: str = "",
+    content_type: str = "application/x-www-form-urlencoded",
+) -> tuple[int, str, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
     try:
-        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        headers = {"Content-Type": content_type} if body and content_type else {}
         conn.request(method, path, body=body or None, headers=headers)
         response = conn.getresponse()
         return response.status, response.read().decode(), dict(response.getheaders())
@@ -42,15 +54,17 @@ def request(server: WebServer, method: str, path: str, body: str = "") -> tuple[
         conn.close()
 
 
-def link_of(settings, address: str) -> str:
-    return "/unsubscribe/" + token(load_or_create_secret(settings.web.secret_file), address)
+def link_of(settings, subscriber: Subscriber) -> str:
+    """The path of the one-click link in this subscription's digests."""
+    secret = load_or_create_secret(settings.web.secret_file)
+    return "/unsubscribe/" + token(secret, subscriber.email, subscriber.created)
 
 
 def test_get_shows_a_page_and_changes_nothing_post_unsubscribes_at_once(site):
     settings, server = site
-    subscribe(settings, "ann@example.org", "MLLM")
+    ann = subscribe(settings, "ann@example.org", "MLLM")
     subscribe(settings, "ben@example.org", "MLLM")
-    path = link_of(settings, "ann@example.org")
+    path = link_of(settings, ann)
 
     status, page, headers = request(server, "GET", path)
     assert status == 200
@@ -66,19 +80,68 @@ def test_get_shows_a_page_and_changes_nothing_post_unsubscribes_at_once(site):
     assert not (settings.subscribers.dir / "ann@example.org.toml").exists()
     assert (settings.subscribers.dir / "ben@example.org.toml").exists()
 
-    status, page, _ = request(server, "POST", path)
+    status, page, _ = request(server, "POST", path, "List-Unsubscribe=One-Click")
     assert status == 200 and "is unsubscribed" in page, "a repeated POST is harmless"
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ("", ""),
+        ("anything=else", "application/x-www-form-urlencoded"),
+        ("List-Unsubscribe=Two-Clicks", "application/x-www-form-urlencoded"),
+        (
+            "List-Unsubscribe=One-Click&List-Unsubscribe=One-Click",
+            "application/x-www-form-urlencoded",
+        ),
+    ],
+)
+def test_a_post_without_rfc_8058s_body_changes_nothing(site, body, content_type):
+    settings, server = site
+    ann = subscribe(settings, "ann@example.org", "MLLM")
+    status, page, _ = request(server, "POST", link_of(settings, ann), body, content_type)
+    assert status == 400 and "<button" in page
+    assert (settings.subscribers.dir / "ann@example.org.toml").exists()
+
+
+def test_one_click_as_multipart_form_data_unsubscribes(site):
+    settings, server = site
+    ann = subscribe(settings, "ann@example.org", "MLLM")
+    body = (
+        '--XyZ\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
+        "One-Click\r\n--XyZ--\r\n"
+    )
+    status, _, _ = request(
+        server, "POST", link_of(settings, ann), body, "multipart/form-data; boundary=XyZ"
+    )
+    assert status == 200
+    assert not (settings.subscribers.dir / "ann@example.org.toml").exists()
+
+
+def test_an_old_token_does_nothing_after_the_person_subscribes_again(site):
+    settings, server = site
+    first = subscribe(settings, "ann@example.org", "MLLM")
+    old = link_of(settings, first)
+    assert request(server, "POST", old, "List-Unsubscribe=One-Click")[0] == 200
+    again = subscribe(settings, "ann@example.org", "MLLM")
+    assert again.created != first.created, "a new subscription"
+
+    status, _, _ = request(server, "POST", old, "List-Unsubscribe=One-Click")
+    assert status == 404, "the leaked link of the first subscription"
+    assert (settings.subscribers.dir / "ann@example.org.toml").exists()
+    assert request(server, "POST", link_of(settings, again), "List-Unsubscribe=One-Click")[0] == 200
+    assert not (settings.subscribers.dir / "ann@example.org.toml").exists()
 
 
 def test_forged_or_altered_tokens_get_404_and_change_nothing(site):
     settings, server = site
-    subscribe(settings, "ann@example.org", "MLLM")
-    path = link_of(settings, "ann@example.org")
+    ann = subscribe(settings, "ann@example.org", "MLLM")
+    path = link_of(settings, ann)
     altered = path[:-1] + ("a" if path[-1] != "a" else "b")
-    forged = "/unsubscribe/" + token(b"not the secret" * 4, "ann@example.org")
+    forged = "/unsubscribe/" + token(b"not the secret" * 4, ann.email, ann.created)
     for bad in (altered, forged, "/unsubscribe/x", path + "/../..", "/", "/unsubscribe/"):
         for method in ("GET", "POST"):
-            status, _page, _ = request(server, method, bad)
+            status, _page, _ = request(server, method, bad, "List-Unsubscribe=One-Click")
             assert status == 404, (method, bad)
     assert "ann@example.org" not in request(server, "GET", forged)[1]
     assert tomllib.loads((settings.subscribers.dir / "ann@example.org.toml").read_text())
@@ -86,19 +149,19 @@ def test_forged_or_altered_tokens_get_404_and_change_nothing(site):
 
 def test_digests_carry_the_public_link_in_headers_and_footer(site, arxiv_server, smtp_server):
     settings, server = site
-    subscribe(settings, "ann@example.org", "MLLM")
+    ann = subscribe(settings, "ann@example.org", "MLLM")
     arxiv_server.add(entry("2502.00001", "MLLM paper"))
     with Store(settings.store.path) as store:
         run_cycle(settings, store)
     message = smtp_server.messages[0].message
     _mailto, https = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
-    assert https == "https://papers.example.org/list" + link_of(settings, "ann@example.org")
+    assert https == "https://papers.example.org/list" + link_of(settings, ann)
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert f'href="{https}"' in message.get_body(("html",)).get_content()
 
     # The reverse proxy maps the public URL onto our listen address, path unchanged.
     status, _page, _ = request(
-        server, "POST", https.removeprefix("https://papers.example.org/list")
+        server, "POST", https.removeprefix("https://papers.example.org/list"), ONE_CLICK
     )
     assert status == 200 and not (settings.subscribers.dir / "ann@example.org.toml").exists()
 
@@ -140,3 +203,56 @@ def test_the_old_digest_unsubscribe_url_says_where_it_moved(tmp_path):
     path.write_text('[[keywords]]\nname = "MLLM"\n[digest]\nunsubscribe_url = "https://x.org/u"\n')
     with pytest.raises(ConfigError, match=r"\[digest\] unsubscribe_url has moved: set \[web\]"):
         load_settings(path)
+
+
+def test_slow_clients_are_cut_off_at_the_deadline_and_connections_are_bounded(
+    make_settings, monkeypatch, capfd, caplog
+):
+    """A client trickling one byte at a time (each read is quick, so a per-read timeout
+    never fires) is cut off at the whole-request deadline; while the connections are all
+    taken, more are refused at once; clients that vanish mid-request are no error."""
+    monkeypatch.setattr(web._Server, "deadline", 1.0)
+    monkeypatch.setattr(web._Server, "max_connections", 2)
+    settings = make_settings(
+        keywords=["MLLM"],
+        web={"listen": f"127.0.0.1:{free_port()}", "public_url": "https://papers.example.org"},
+    )
+    server = WebServer(settings)
+    server.start()
+    try:
+        slow = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(2)]
+        for conn in slow:
+            conn.sendall(b"GET /unsubscribe/")
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as third:
+            third.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert third.recv(100).startswith(b"HTTP/1.1 503 "), "all connections taken"
+
+        started = time.monotonic()
+        while time.monotonic() - started < 5:
+            try:
+                slow[0].sendall(b"a")
+                if slow[0].recv(1, socket.MSG_DONTWAIT) == b"":
+                    break  # the server shut the connection
+            except BlockingIOError:
+                pass  # nothing to read: still open
+            except OSError:
+                break  # reset
+            time.sleep(0.1)
+        open_for = time.monotonic() - started
+        assert open_for < 2, f"cut off at the deadline, not per read ({open_for:.1f} s)"
+        for conn in slow:
+            conn.close()
+        time.sleep(0.3)
+
+        for early in (b"GET /unsubscribe/", b"POST /unsubscribe/x HTTP/1.1\r\nContent-Length: 9"):
+            conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            conn.sendall(early)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset, mid-request
+        status, _, _ = request(server, "GET", "/")
+        assert status == 404, "served again"
+    finally:
+        server.stop()
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -20,6 +20,7 @@ from .sections import (
     inbox_section,
     keywords_section,
     schedule_section,
+    security_section,
     smtp_section,
     store_section,
     subscribers_section,
@@ -72,6 +73,7 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
     web = web_section(top.table("web"), store, state_base)
     inbox = inbox_section(top.table("inbox"), base, digest) if "inbox" in raw else None
     schedule = schedule_section(top.table("schedule"))
+    security = security_section(top.table("security"))
     top.finish()
     return Settings(
         file=path,
@@ -85,4 +87,5 @@ def parse_settings(raw: dict[str, Any], path: Path) -> Settings:
         web=web,
         schedule=schedule,
         inbox=inbox,
+        security=security,
     )

@@ -22,6 +22,7 @@ from .settings import (
     InboxSettings,
     Keyword,
     ScheduleSettings,
+    SecuritySettings,
     SmtpSettings,
     StoreSettings,
     SubscribersSettings,
@@ -213,6 +214,7 @@ def smtp_section(t: TomlTable, base: Path) -> SmtpSettings:
         retries=t.integer("retries", d.retries),
         retry_delay_seconds=t.number("retry_delay_seconds", d.retry_delay_seconds),
         max_bounces=t.integer("max_bounces", d.max_bounces, minimum=1),
+        bounce_days=t.number("bounce_days", d.bounce_days, minimum=1),
     )
     if result.port > 65535:
         raise t.fail("port", "a port number 1-65535", result.port)
@@ -306,6 +308,14 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
         poll_seconds=t.number("poll_seconds", d.poll_seconds, minimum=1),
         confirm_hours=t.number("confirm_hours", d.confirm_hours, minimum=1),
         max_replies_per_hour=t.integer("max_replies_per_hour", d.max_replies_per_hour, minimum=1),
+        max_confirmations_per_hour=t.integer(
+            "max_confirmations_per_hour", d.max_confirmations_per_hour, minimum=1
+        ),
+        max_confirmations_per_domain_per_hour=t.integer(
+            "max_confirmations_per_domain_per_hour",
+            d.max_confirmations_per_domain_per_hour,
+            minimum=1,
+        ),
     )
     t.finish()  # a misspelt key is named before anything else is said
     if result.maildir is not None and result.imap_host:
@@ -341,5 +351,13 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
 
 def subscribers_section(t: TomlTable, base: Path) -> SubscribersSettings:
     result = SubscribersSettings(dir=t.path("dir", "subscribers", base))
+    t.finish()
+    return result
+
+
+def security_section(t: TomlTable) -> SecuritySettings:
+    result = SecuritySettings(
+        strict_permissions=t.boolean("strict_permissions", SecuritySettings.strict_permissions)
+    )
     t.finish()
     return result

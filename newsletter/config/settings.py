@@ -94,6 +94,7 @@ class SmtpSettings:
     retries: int = 2
     retry_delay_seconds: float = 5.0
     max_bounces: int = 3
+    bounce_days: float = 30.0  # a refusal or bounce report older than this no longer counts
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,14 @@ class InboxSettings:
     timeout_seconds: float = 30.0
     poll_seconds: float = 300.0
     confirm_hours: float = 48.0
-    max_replies_per_hour: int = 5
+    max_replies_per_hour: int = 5  # to one mailbox (case, +tag and Gmail's dots ignored)
+    max_confirmations_per_hour: int = 100  # replies that answer unproven mail, in all
+    max_confirmations_per_domain_per_hour: int = 20  # ... and to one domain
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    strict_permissions: bool = False  # a secret or password others can read stops the start
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class Settings:
     web: WebSettings
     schedule: ScheduleSettings
     inbox: InboxSettings | None = None  # None: no [inbox] table, commands by email are off
+    security: SecuritySettings = SecuritySettings()
 
     @property
     def keyword_names(self) -> tuple[str, ...]:

@@ -1,19 +1,36 @@
-"""Bounce reports: which recipients a delivery status notification (RFC 3464) says failed.
+"""Bounce reports: which recipients a delivery status notification (RFC 3464) says failed,
+and which of our messages it answers.
 
 A relay accepts a digest and learns only later that the mailbox does not
-exist; it then mails a DSN to the envelope sender (our inbox). This reads the
-standard format only (multipart/report; report-type=delivery-status); the
-free-text bounces of some old MTAs are not guessed at.
+exist; it then mails a DSN to the envelope sender (our inbox), with the
+returned message or its headers. This reads the standard format only
+(multipart/report; report-type=delivery-status); the free-text bounces of some
+old MTAs are not guessed at. Anyone can send a report naming anyone, so what
+it names proves nothing by itself: actions.py counts it only when the
+returned headers carry the signed Message-ID of a digest we sent to that
+subscriber (tokens.is_digest_to).
 """
 
 from __future__ import annotations
 
+import email.parser
+import re
 from dataclasses import dataclass
 from email.message import Message
 
 from ..addresses import AddressError, normalize_address
 
 MAX_RECIPIENTS = 50  # per report; a report naming more is cut (it is not ours anyway)
+MAX_RETURNED = 5  # returned messages read per report (a DSN returns one)
+# The part of a report that returns the message, or only its headers (RFC 3462, 6533).
+RETURNED_TYPES = {
+    "text/rfc822-headers",
+    "message/rfc822",
+    "message/rfc822-headers",
+    "message/global",
+    "message/global-headers",
+}
+_MSGID = re.compile(r"<[^<>\s]{1,250}>")
 
 
 @dataclass(frozen=True)
@@ -44,8 +61,44 @@ def _address(field: str | None) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Returned:
+    """What the report quotes of the message it returns: its Message-IDs."""
+
+    message_ids: tuple[str, ...] = ()
+
+
+def _headers_of(part: Message) -> Message | None:
+    payload = part.get_payload()
+    if isinstance(payload, list):  # message/rfc822: the email package parsed it
+        first = payload[0] if payload else None
+        return first if isinstance(first, Message) else None
+    if isinstance(payload, str):  # text/rfc822-headers: a block of header lines
+        return email.parser.HeaderParser().parsestr(payload[:65536])
+    return None
+
+
+def returned(message: Message) -> Returned:
+    """The Message-IDs of the message(s) a report returns."""
+    if message.get_content_type() != "multipart/report":
+        return Returned()
+    ids: list[str] = []
+    read = 0
+    for part in message.walk():
+        if part.get_content_type() not in RETURNED_TYPES or read == MAX_RETURNED:
+            continue
+        read += 1
+        headers = _headers_of(part)
+        if headers is None:
+            continue
+        ids += _MSGID.findall(" ".join(str(v) for v in headers.get_all("Message-ID") or []))[:2]
+    return Returned(tuple(ids))
+
+
 def _field(block: Message, name: str) -> str:
-    return " ".join(str(block.get(name, "")).split())
+    """One field, on one line, without control characters: it is logged and shown."""
+    text = "".join(c if c.isprintable() else " " for c in str(block.get(name, "")))
+    return " ".join(text.split())
 
 
 def parse_bounces(message: Message) -> tuple[Bounce, ...]:

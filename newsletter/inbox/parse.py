@@ -23,7 +23,7 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 from ..addresses import AddressError, normalize_address
-from .bounces import Bounce, parse_bounces
+from .bounces import Bounce, Returned, parse_bounces, returned
 
 MAX_TEXT_CHARS = 20_000  # of the text part: commands are in its first lines
 MAX_COMMAND_LINES = 5
@@ -51,6 +51,7 @@ class Incoming:
     text: str  # the readable text (subject and body, quotes included), bounded
     bounces: tuple[Bounce, ...]
     problems: tuple[str, ...]
+    returned: Returned = Returned()  # noqa: RUF009 (frozen): what a bounce report returns
 
 
 def _raw_text(value: object) -> str:
@@ -247,9 +248,10 @@ def parse_incoming(data: bytes) -> Incoming:
         text = ""
     try:
         bounces = parse_bounces(message)
+        quoted = returned(message) if bounces else Returned()
     except Exception as err:
         problems.append(f"unreadable delivery report: {type(err).__name__}")
-        bounces = ()
+        bounces, quoted = (), Returned()
     return Incoming(
         key=message_key(message_id, data),
         sender=sender,
@@ -262,4 +264,5 @@ def parse_incoming(data: bytes) -> Incoming:
         text=f"{subject}\n{text}",
         bounces=bounces,
         problems=tuple(problems),
+        returned=quoted,
     )

@@ -8,7 +8,9 @@ handled in the mailbox:
                                     └─▶ reply queued in the store ─▶ SMTP
 
 A message is acted on at most once: its effect, its reply and the fact that it
-was handled are saved in one store write, before the mailbox is marked.
+was handled are saved in one store write, before the mailbox is marked. A
+message that fails is left unmarked and tried again at the next poll, and after
+MAX_TRIES failures set aside (marked, and flagged for a person); the others go on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..crashpoints import crashpoint
 from ..sending.smtp import PERMANENT, SENT, MailerError, Outbound, Outcome, read_password, send_all
 from ..sending.smtp_wire import wire_form
 from ..store import Store
-from .actions import Inbox
+from .actions import DONE, SET_ASIDE, Inbox
 from .sources import MailSourceError, open_source
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,9 @@ class InboxReport:
     bounces: int = 0  # permanent failures counted from bounce reports
     replies_sent: int = 0
     replies_waiting: int = 0  # queued, not yet accepted by the SMTP server: retried next poll
-    error: str = ""  # the mailbox or the SMTP server could not be used: one line
+    dropped: int = 0  # requests dropped without a reply, over a reply cap
+    set_aside: int = 0  # messages that failed MAX_TRIES times, marked and flagged
+    error: str = ""  # the mailbox, the SMTP server or a message failed: one line
 
     @property
     def ok(self) -> bool:
@@ -56,6 +60,10 @@ class InboxReport:
             f"bounces {self.bounces}, replies sent {self.replies_sent}, "
             f"waiting {self.replies_waiting}"
         )
+        if self.dropped:
+            line += f", dropped {self.dropped} (over the reply caps)"
+        if self.set_aside:
+            line += f", set aside {self.set_aside}"
         return line + (f"; FAILED: {self.error}" if self.error else "")
 
 
@@ -107,10 +115,12 @@ def poll_inbox(
     *,
     now: datetime | None = None,
     alive: Callable[[], None] | None = None,
+    secret: bytes | None = None,
 ) -> InboxReport:
     """Read the mailbox once, act on each new message, send the replies.
 
-    Uses the caller's open Store (whose lock keeps other instances away). The
+    Uses the caller's open Store (whose lock keeps other instances away) and the
+    token secret the caller loaded (checked here when not given). The
     store is not thread-safe: call this from the thread that runs the cycles,
     between them. Mailbox and SMTP problems end up in `InboxReport.error` (the
     daemon logs them and tries again next poll); a store that cannot be written
@@ -126,7 +136,7 @@ def poll_inbox(
         store.inbox.forget_reply_times(now)
     if expired:
         log.info("inbox: %d confirmation requests expired unanswered", expired)
-    inbox = Inbox(settings, store, now)
+    inbox = Inbox(settings, store, now, secret)
     errors = []
     try:
         with open_source(settings.inbox) as source:
@@ -134,17 +144,17 @@ def poll_inbox(
             start = 0
             while start < len(refs) and not stop.is_set():
                 chunk = refs[start : start + max(CHUNK, start)]
-                handled = []
+                fates: dict[str, list[str]] = {DONE: [], SET_ASIDE: []}
                 with store.batch():
                     for ref in chunk:
                         if alive is not None:
                             alive()  # the daemon's watchdog heartbeat
                         item = source.read(ref)
                         if item is not None:
-                            inbox.take(item)
-                            handled.append(ref)
+                            fates.setdefault(inbox.take(item), []).append(ref)
                 crashpoint("inbox-after-save")
-                source.done(handled)
+                source.done(fates[DONE])
+                source.set_aside(fates[SET_ASIDE])
                 start += len(chunk)
     except MailSourceError as err:
         errors.append(str(err))
@@ -152,13 +162,20 @@ def poll_inbox(
     except OSError as err:
         errors.append(f"{err.filename or 'a file'}: {err.strerror}; tried again next poll")
         log.error("inbox: %s", errors[-1])
+    errors[:0] = inbox.problems
+    counts = inbox.counts
+    if counts["dropped"]:
+        log.warning(
+            "inbox: %d requests dropped without a reply, over the reply caps (a flood of "
+            "forged mail?); `newsletter status` counts them",
+            counts["dropped"],
+        )
     sent = 0
     try:
         sent = send_replies(settings, store, now, stop)
     except MailerError as err:
         errors.append(str(err))
         log.error("inbox: replies not sent: %s", err)
-    counts = inbox.counts
     return InboxReport(
         read=counts["read"],
         acted=counts["acted"],
@@ -166,5 +183,7 @@ def poll_inbox(
         bounces=counts["bounces"],
         replies_sent=sent,
         replies_waiting=len(store.inbox.outbox()),
+        dropped=counts["dropped"],
+        set_aside=counts["set_aside"],
         error="; ".join(errors),
     )

@@ -4,6 +4,10 @@ Replies are marked `Auto-Submitted: auto-replied` (RFC 3834) so that
 well-behaved responders never answer them, and thread under the message they
 answer (In-Reply-To, References). Texts are plain Python strings on purpose:
 they are short, and each says what happened and what to do next.
+
+No reply carries a stranger's text: the From address may be forged, and the
+list's own domain must not deliver somebody else's words to it. A reply holds
+only our sentences, the list's keyword names, and the recipient's own address.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
-
-MAX_ECHO = 300  # characters of a problem description, which may quote what was sent
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,17 @@ def done_reply(voice: Voice, to: str, action: str, keywords: Sequence[str]) -> R
 
 
 def problem_reply(voice: Voice, to: str, what: str) -> Reply:
-    """Something could not be done: say what (bounded: it may echo unknown keyword
-    names, which a stranger chose), and how to go on."""
-    what = what if len(what) <= MAX_ECHO else what[: MAX_ECHO - 1] + "…"
+    """Something could not be done: say what (in our words only), and how to go on."""
     return Reply(to, f"{voice.list_name}: nothing changed", f"{what}\n\n" + voice.commands())
+
+
+def keywords_reply(voice: Voice, to: str) -> Reply:
+    """Keywords we do not offer, or none: the valid ones, never the names that were sent."""
+    what = (
+        "Nothing changed: name one or more of the keywords listed below, separated by "
+        'commas, or "all". Keyword names are matched ignoring case.'
+    )
+    return problem_reply(voice, to, what)
 
 
 def already_reply(voice: Voice, to: str, keywords: Sequence[str]) -> Reply:

@@ -2,18 +2,21 @@
 
 Both follow one protocol, so that a message is acted on at most once:
 `waiting()` lists the messages not yet handled, `read()` returns one (at most
-MAX_MESSAGE_BYTES of it), and `done()` marks them handled. The caller calls
-`done()` only after the effects of those messages are saved, so a crash in
-between means the message is seen again (and recognised by the store as
-already handled), never lost.
+MAX_MESSAGE_BYTES of it), `done()` marks them handled, and `set_aside()` marks
+those the inbox failed on too often, flagged for a person to look at. The
+caller calls them only after the effects of those messages are saved, so a
+crash in between means the message is seen again (and recognised by the store
+as already handled), never lost.
 
 - Maildir: waiting = the files in new/; done = renamed into cur/ with the
-  Seen flag (":2,S"), which is what a mail client does when it reads one.
+  Seen flag (":2,S"), which is what a mail client does when it reads one;
+  set aside = the same with the Flagged flag too (":2,FS").
   Done on the directory layout itself rather than with mailbox.Maildir,
   which on Python 3.11 lists new/ and cur/ together, reads whole messages,
   and changes a message's folder or flags by writing a copy of it.
 - IMAP: waiting = messages without our keyword flag (or, on a server that
-  cannot store keywords, the unseen ones); done = \\Seen plus that keyword.
+  cannot store keywords, the unseen ones); done = \\Seen plus that keyword;
+  set aside = also \\Flagged.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class MailSource(Protocol):
     def waiting(self) -> list[str]: ...
     def read(self, ref: str) -> MailItem | None: ...
     def done(self, refs: Sequence[str]) -> None: ...
+    def set_aside(self, refs: Sequence[str]) -> None: ...
 
 
 class MaildirSource:
@@ -97,9 +101,15 @@ class MaildirSource:
         return MailItem(ref, data[:MAX_MESSAGE_BYTES], len(data) > MAX_MESSAGE_BYTES)
 
     def done(self, refs: Sequence[str]) -> None:
+        self._mark(refs, "S")
+
+    def set_aside(self, refs: Sequence[str]) -> None:
+        self._mark(refs, "FS")
+
+    def _mark(self, refs: Sequence[str], add: str) -> None:
         for ref in refs:
             base, _, flags = ref.partition(":2,")
-            target = f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}"
+            target = f"{base}:2,{''.join(sorted(set(flags) | set(add)))}"
             try:
                 os.rename(self.path / "new" / ref, self.path / "cur" / target)
             except FileNotFoundError:
@@ -208,10 +218,17 @@ class ImapSource:
         return None  # expunged in the meantime
 
     def done(self, refs: Sequence[str]) -> None:
+        self._mark(refs, "\\Seen")
+
+    def set_aside(self, refs: Sequence[str]) -> None:
+        self._mark(refs, "\\Seen \\Flagged")
+
+    def _mark(self, refs: Sequence[str], flags: str) -> None:
         if not refs:
             return
-        flags = f"(\\Seen {PROCESSED_FLAG})" if self.keywords else "(\\Seen)"
-        self._command("STORE", ",".join(refs), "+FLAGS.SILENT", flags)
+        if self.keywords:
+            flags += f" {PROCESSED_FLAG}"
+        self._command("STORE", ",".join(refs), "+FLAGS.SILENT", f"({flags})")
 
 
 def _text(data: object) -> str:

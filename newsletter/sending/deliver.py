@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from ..config import Settings
-from ..store import Store
+from ..store import BouncePolicy, Store
 from ..subscribers import Roster, Subscriber, load_subscribers
-from ..tokens import load_or_create_secret, token
+from ..tokens import check_secret, digest_message_id, token
 from .mime import MailTemplate, unsubscribe_mailto
 from .plan import plan_all
 from .render import Personal, Rendered, Renderer
@@ -60,26 +60,24 @@ def make_renderer(settings: Settings) -> Renderer:
     )
 
 
-def make_mail(settings: Settings, rendered: Rendered, cycle: int) -> MailTemplate:
+def make_mail(settings: Settings, rendered: Rendered) -> MailTemplate:
     """A rendered digest as mail, ready to be addressed to each of its readers."""
     d = settings.digest
-    return MailTemplate(
-        rendered,
-        sender=d.sender,
-        list_name=d.list_name,
-        list_id=d.list_id,
-        cycle=cycle,
-        domain=d.domain,
-    )
+    return MailTemplate(rendered, sender=d.sender, list_name=d.list_name, list_id=d.list_id)
 
 
-def personal(settings: Settings, secret: bytes, subscriber: Subscriber) -> Personal:
-    tok = token(secret, subscriber.email)
+def personal(settings: Settings, secret: bytes, subscriber: Subscriber, cycle: int) -> Personal:
+    """This subscription's parts of `cycle`'s digest: its token, and the signed
+    Message-ID a bounce report must quote to count."""
+    tok = token(secret, subscriber.email, subscriber.created)
     return Personal(
         email=subscriber.email,
         name=subscriber.name,
         unsubscribe_mailto=unsubscribe_mailto(settings.reply_address, tok),
         unsubscribe_url=settings.web.unsubscribe_url(tok),
+        message_id=digest_message_id(
+            secret, cycle, subscriber.email, subscriber.created, settings.digest.domain
+        ),
     )
 
 
@@ -92,9 +90,11 @@ def deliver_digests(
     today: date | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
+    secret: bytes | None = None,
 ) -> DeliveryReport:
     """Send every subscriber the digest due to them and record what happened; `roster` is
-    the subscriber files as the cycle read them (read here when not given)."""
+    the subscriber files as the cycle read them (read here when not given), `secret` the
+    token secret (checked here when not given)."""
     day = today or datetime.now(UTC).date()
     if roster is None:
         roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
@@ -104,16 +104,18 @@ def deliver_digests(
     if not groups.members:
         return DeliveryReport(bouncing=bouncing, skipped=len(roster.problems), nothing_new=nothing)
 
-    secret = load_or_create_secret(settings.web.secret_file)
+    if secret is None:
+        secret = check_secret(settings.web.secret_file, store.links_mailed())
     renderer = make_renderer(settings)
+    policy = BouncePolicy(settings.smtp.max_bounces, settings.smtp.bounce_days)
     since = {s.key: s.created for s in roster.subscribers}
 
     def outbound() -> Iterator[Outbound]:
         for key, members in groups.members.items():
             rendered = renderer.render(groups.digests[key], members[0].keywords, day)
-            mail = make_mail(settings, rendered, cycle)
+            mail = make_mail(settings, rendered)
             for subscriber in members:
-                wire = mail.message(personal(settings, secret, subscriber))
+                wire = mail.message(personal(settings, secret, subscriber, cycle))
                 yield Outbound(subscriber.email, wire, key=subscriber.key)
 
     counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
@@ -132,7 +134,8 @@ def deliver_digests(
             since[key],
             permanent=outcome.status == PERMANENT,
             detail=outcome.detail,
-            max_bounces=settings.smtp.max_bounces,
+            policy=policy,
+            cycle=cycle,
         )
         log.warning(
             "mail to %s: %s failure: %s%s",

@@ -8,7 +8,6 @@ few encoded bytes of their greeting, address and unsubscribe link.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import time
 from collections.abc import Mapping
@@ -18,14 +17,8 @@ from email.policy import SMTP
 from email.utils import formataddr, formatdate
 from urllib.parse import quote
 
-from .render import HTML_ESCAPE, SLOT, Personal, Rendered, personal_values
+from .render import HTML_ESCAPE, Body, Personal, Rendered, personal_parts
 from .smtp_wire import END, stuffed
-
-
-def message_id(cycle: int, address: str, domain: str) -> str:
-    """Unique per subscriber and cycle, and the same if the message is sent again."""
-    person = hashlib.sha256(address.casefold().encode()).hexdigest()[:16]
-    return f"<digest.{cycle}.{person}@{domain}>"
 
 
 def unsubscribe_mailto(address: str, token: str) -> str:
@@ -57,21 +50,20 @@ def quoted_printable(piece: str) -> bytes:
     return (encoded if encoded.endswith("\r\n") else encoded + "=\r\n").encode("ascii")
 
 
-def _pieces(body: str) -> tuple[bytes | str, ...]:
-    """The body split at its slots: encoded and dot-stuffed shared pieces (bytes)
-    between slot names (str). Line ends normalised as the email package does for a
-    text body."""
-    body = _NEWLINE.sub("\n", body)
-    if not body.endswith("\n"):
-        body += "\n"
-    return tuple(
-        part if n % 2 else stuffed(quoted_printable(part))
-        for n, part in enumerate(_SLOT_SPLIT.split(body))
-        if part
-    )
-
-
-_SLOT_SPLIT = re.compile(f"({SLOT.pattern})")
+def _pieces(body: Body) -> tuple[bytes | str, ...]:
+    """The body's shared pieces encoded and dot-stuffed (bytes), with the names of the
+    readers' spots between them (str). Line ends normalised as the email package does
+    for a text body."""
+    pieces = [_NEWLINE.sub("\n", piece) for piece in body.pieces]
+    if not pieces[-1].endswith("\n"):
+        pieces[-1] += "\n"
+    out: list[bytes | str] = []
+    for n, piece in enumerate(pieces):
+        if n:
+            out.append(body.slots[n - 1])
+        if piece:
+            out.append(stuffed(quoted_printable(piece)))
+    return tuple(out)
 
 
 def _filled(pieces: tuple[bytes | str, ...], values: Mapping[str, bytes]) -> bytes:
@@ -126,12 +118,8 @@ class MailTemplate:
         sender: str,
         list_name: str,
         list_id: str,
-        cycle: int,
-        domain: str,
     ):
         self.rendered = rendered
-        self.cycle = cycle
-        self.domain = domain
         self.shared = _folded(
             {
                 "From": sender,
@@ -168,7 +156,7 @@ class MailTemplate:
                 to,
                 shared["Subject"],
                 _date_line(int(time.time())),
-                _line("Message-ID", message_id(self.cycle, person.email, self.domain)),
+                _line("Message-ID", person.message_id),
                 shared["List-Id"],
                 _line("List-Unsubscribe", unsubscribe),
                 shared["List-Unsubscribe-Post"] if person.unsubscribe_url else b"",
@@ -180,7 +168,7 @@ class MailTemplate:
         """The whole multipart/alternative message for one person, in wire form
         (ending with SMTP's "." line)."""
         text, html = {}, {}
-        for slot, value in personal_values(person).items():
+        for slot, value in personal_parts(person).items():
             text[slot] = stuffed(quoted_printable(value))
             escaped = value.translate(HTML_ESCAPE)
             html[slot] = text[slot] if escaped == value else stuffed(quoted_printable(escaped))

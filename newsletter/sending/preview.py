@@ -30,5 +30,5 @@ def preview(settings: Settings, email: str) -> tuple[str | None, str | None, str
     (digest,) = groups.digests.values()
     secret = load_secret(settings.web.secret_file) or b"preview: no secret file yet"
     rendered = make_renderer(settings).render(digest, subscriber.keywords, datetime.now(UTC).date())
-    html, text = rendered.personalise(personal(settings, secret, subscriber))
+    html, text = rendered.personalise(personal(settings, secret, subscriber, 0))
     return html, text, rendered.subject

@@ -1,8 +1,10 @@
 """A digest as HTML and text: jinja2 with autoescape, then premailer, once per distinct digest.
 
-Each person's parts (greeting, address, unsubscribe links) are rendered as
-slots and filled into the already-inlined HTML and text, so subscribers who get
-the same papers share one render.
+Each person's parts (greeting, address, unsubscribe link) are spots in the
+shared render, and each reader's values go into them by position, so
+subscribers who get the same papers share one render. The spots are found
+once, right after the render that made them (`Marks`), never by searching text
+that holds paper text for a name that paper text could also hold.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -18,14 +21,13 @@ from pathlib import Path
 import jinja2
 import premailer
 
+from ..errors import NewsletterError
 from ..papers import keyword_slug
+from ..templates import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
 from .select import Digest, trim_oldest
 
 log = logging.getLogger(__name__)
 
-HTML_TEMPLATE = "digest.html.j2"
-TEXT_TEMPLATE = "digest.txt.j2"
-STYLESHEET = "digest.css"
 PERSONAL_MARGIN = 2_000  # bytes kept free under max_html_bytes for the personal parts
 
 
@@ -37,33 +39,33 @@ class Personal:
     name: str
     unsubscribe_mailto: str
     unsubscribe_url: str  # https one-click page, or "" when not configured
+    message_id: str  # signed: a bounce report must quote it (tokens.digest_message_id)
 
     @property
     def unsubscribe_link(self) -> str:
         return self.unsubscribe_url or self.unsubscribe_mailto
 
 
-# Stand-ins rendered into the shared HTML/text and replaced per person. Plain
-# alphanumerics, so neither jinja's escaping nor premailer can alter them.
-SLOTS = {
-    "greeting": "ZZpersonalGreetingZZ",
-    "email": "ZZpersonalEmailZZ",
-    "unsubscribe_link": "ZZpersonalUnsubscribeZZ",
-}
-SLOT = re.compile("|".join(SLOTS.values()))
+# The template variables that differ between readers of the same digest.
+PERSONAL = ("greeting", "email", "unsubscribe_link")
 # Personal values go into the inlined HTML escaped the way lxml writes premailer's
 # output (&, <, > and, for attributes, "), so a shared render filled in is byte for
 # byte what rendering for that one person gives (a test checks it). Escaping " in
 # text too keeps a value safe wherever a template puts it: lxml writes every
-# attribute holding a slot in double quotes.
+# attribute holding a spot in double quotes.
 HTML_ESCAPE = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+class RenderError(NewsletterError):
+    """A digest template cannot be used; str() says which variable and why."""
 
 
 def greeting(name: str) -> str:
     return f"Hello {name}," if name else "Hello,"
 
 
-def _personal_parts(person: Personal) -> dict[str, str]:
+def personal_parts(person: Personal) -> dict[str, str]:
+    """Each personal template variable's value for this person."""
     return {
         "greeting": greeting(person.name),
         "email": person.email,
@@ -71,25 +73,72 @@ def _personal_parts(person: Personal) -> dict[str, str]:
     }
 
 
-def personal_values(person: Personal) -> dict[str, str]:
-    """Each slot's stand-in → this person's value."""
-    return {SLOTS[name]: value for name, value in _personal_parts(person).items()}
+@dataclass(frozen=True)
+class Body:
+    """A rendered body cut at the readers' spots: pieces[0], slots[0], pieces[1], ...
+
+    The cut is made once, by `Marks.cut`, right after the render; from then on
+    a reader's values go in by position (`fill`, and `MailTemplate` in mime.py),
+    so no text inside a piece, paper text included, is ever read as a spot.
+    """
+
+    pieces: tuple[str, ...]
+    slots: tuple[str, ...] = ()  # names from PERSONAL, one between each two pieces
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        parts = [self.pieces[0]]
+        for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
+            parts += (values[slot], piece)
+        return "".join(parts)
+
+    def shared(self) -> str:
+        """The text every reader shares, with the spots left empty."""
+        return "".join(self.pieces)
+
+
+class Marks:
+    """Stand-ins for the personal variables in one shared render, to find their spots.
+
+    premailer parses and rewrites the whole HTML, so the spots that jinja
+    placed must survive it as text. Each render draws its own stand-ins (128
+    random bits, letters and digits, which escaping, premailer and URL quoting
+    leave alone) after the papers it shows were fixed: no paper text can hold
+    them, and a fixed name (the earlier design) could be put into an abstract
+    to be replaced by each reader's unsubscribe link. The cut is checked: a
+    stand-in that a template changed (a filter on `{{ email }}`) is an error,
+    never a garbled digest.
+    """
+
+    def __init__(self) -> None:
+        self.nonce = secrets.token_hex(16)
+        self.values = {name: f"dp{self.nonce}{n}" for n, name in enumerate(PERSONAL)}
+        self._spot = re.compile(f"dp{self.nonce}([0-9])")
+
+    def cut(self, text: str) -> Body:
+        parts = self._spot.split(text)
+        pieces = tuple(parts[0::2])
+        slots = tuple(PERSONAL[int(n)] for n in parts[1::2])
+        if any(self.nonce in piece.lower() for piece in pieces):
+            raise RenderError(
+                "a digest template changes one of {{ greeting }}, {{ email }} or "
+                "{{ unsubscribe_link }} (with a filter?); output them as they are"
+            )
+        return Body(pieces, slots)
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """One distinct digest, rendered and inlined once, with slots for the personal parts."""
+    """One distinct digest, rendered and inlined once, cut at the readers' spots."""
 
     digest: Digest
     subject: str
-    html: str
-    text: str
+    html: Body
+    text: Body
 
     def personalise(self, person: Personal) -> tuple[str, str]:
-        values = personal_values(person)
-        html = SLOT.sub(lambda m: values[m.group(0)].translate(HTML_ESCAPE), self.html)
-        text = SLOT.sub(lambda m: values[m.group(0)], self.text)
-        return html, text
+        values = personal_parts(person)
+        html = {name: value.translate(HTML_ESCAPE) for name, value in values.items()}
+        return self.html.fill(html), self.text.fill(values)
 
 
 def _authors(names: Sequence[str]) -> str:
@@ -154,7 +203,11 @@ class Renderer:
         )
 
     def _context(
-        self, digest: Digest, subscribed: Sequence[str], day: date, person: Personal | None
+        self,
+        digest: Digest,
+        subscribed: Sequence[str],
+        day: date,
+        person: Personal | Marks,
     ) -> dict[str, object]:
         return {
             "digest": digest,
@@ -166,7 +219,7 @@ class Renderer:
             "archive_url": self.archive_url,
             "unsubscribe_address": self.unsubscribe_address,
             "ask_address": self.ask_address,
-            **(SLOTS if person is None else _personal_parts(person)),
+            **(person.values if isinstance(person, Marks) else personal_parts(person)),
         }
 
     def _html(self, context: Mapping[str, object]) -> str:
@@ -206,23 +259,27 @@ class Renderer:
         """Render and inline; when the HTML is over the limit, drop the oldest papers
         and say how many more are in the archive.
 
-        Without `person` the personal parts are slots, filled in per person later
+        Without `person` the personal parts are spots, filled in per person later
         (`MailTemplate`); with it, they are rendered in like everything else (one
-        person's digest: the preview, and the reference the shared path is tested against).
+        person's digest: the reference the shared path is tested against).
         """
-        context = self._context(digest, subscribed, day, person)
+        spots = person or Marks()
+        context = self._context(digest, subscribed, day, spots)
         html = self._html(context)
         if len(html.encode()) > self.max_html_bytes - PERSONAL_MARGIN:
-            digest, html = self._fit(digest, subscribed, day, person, len(html.encode()))
-            context = self._context(digest, subscribed, day, person)
-        return Rendered(digest, str(context["subject"]), html, self.text_template.render(context))
+            digest, html = self._fit(digest, subscribed, day, spots, len(html.encode()))
+            context = self._context(digest, subscribed, day, spots)
+        text = self.text_template.render(context)
+        if isinstance(spots, Marks):
+            return Rendered(digest, str(context["subject"]), spots.cut(html), spots.cut(text))
+        return Rendered(digest, str(context["subject"]), Body((html,)), Body((text,)))
 
     def _fit(
         self,
         digest: Digest,
         subscribed: Sequence[str],
         day: date,
-        person: Personal | None,
+        person: Personal | Marks,
         full_size: int,
     ) -> tuple[Digest, str]:
         """The digest trimmed to the most (newest) papers whose HTML fits, and that HTML.

@@ -1,15 +1,17 @@
-"""The inbox's state: confirmation requests waiting for their code, replies sent per address
-in the last hour, the messages already handled, and replies not yet accepted by SMTP.
+"""The inbox's state: confirmation requests waiting for their code, replies sent in the last
+hour (per mailbox, per domain, in all), the messages already handled, messages that failed
+and will be tried again, requests dropped over the caps, and replies not yet accepted by SMTP.
 
 Every lookup is by key, never a scan, so a poll's cost follows its messages.
 What is kept is bounded: requests expire after `confirm_hours`, reply times
-after an hour, handled messages after PROCESSED_MEMORY or beyond MAX_PROCESSED.
+after an hour, drop counts after two days, handled and failed messages after
+PROCESSED_MEMORY (handled ones also beyond MAX_PROCESSED).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 
@@ -18,7 +20,10 @@ from .records import PendingRequest, QueuedReply
 
 PENDING_FIELDS = [f.name for f in fields(PendingRequest)]
 OUTBOX_FIELDS = Fields.of("key", "recipient", "data", "created", "tries")
+FAILURE_FIELDS = Fields.of("key", "tries", "first", "error")
+DROP_FIELDS = Fields.of("key", "count")
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 PROCESSED_MEMORY = timedelta(days=30)  # how long handled messages are remembered
 MAX_PROCESSED = 20_000  # and at most this many, the newest
 
@@ -31,6 +36,8 @@ class InboxState:
         self.reply_times = database.keyed("reply_times", "key", Fields.of("key", "times"))
         self.processed = database.keyed("processed_mail", "key", Fields.of("key", "at"))
         self.outbox_table = database.keyed("outbox", "key", OUTBOX_FIELDS)
+        self.failures = database.keyed("failed_mail", "key", FAILURE_FIELDS)
+        self.drops = database.keyed("dropped_requests", "key", DROP_FIELDS)
 
     # -- confirmation requests ------------------------------------------------
 
@@ -64,16 +71,31 @@ class InboxState:
 
     # -- reply limits -----------------------------------------------------------
 
-    def allow_reply(self, key: str, now: datetime, per_hour: int) -> bool:
-        """True (and counted) when this address has had fewer than `per_hour` replies
-        in the last hour; False means: say nothing to it now."""
-        record = self.reply_times.get(key)
-        recent = [t for t in (record["times"] if record else []) if now - _time(t) < HOUR]
-        if len(recent) >= per_hour:
-            return False
+    def over_limit(self, limits: Sequence[tuple[str, int]], now: datetime) -> str:
+        """The first key of `limits` ((key, replies per hour)) that has had its replies
+        in the last hour; "" when none has, and then one more reply is counted for each."""
+        recents = []
+        for key, per_hour in limits:
+            record = self.reply_times.get(key)
+            recent = [t for t in (record["times"] if record else []) if now - _time(t) < HOUR]
+            if len(recent) >= per_hour:
+                return key
+            recents.append((key, recent))
         with self.database.batch():
-            self.reply_times.put({"key": key, "times": [*recent, _iso(now)]})
-        return True
+            for key, recent in recents:
+                self.reply_times.put({"key": key, "times": [*recent, _iso(now)]})
+        return ""
+
+    def count_drop(self, now: datetime) -> None:
+        """A request dropped without a reply, over a cap: counted per hour, for `status`."""
+        hour = _iso(now)[:13]
+        record = self.drops.get(hour)
+        with self.database.batch():
+            self.drops.put({"key": hour, "count": (record["count"] if record else 0) + 1})
+
+    def dropped_since(self, since: datetime) -> int:
+        first = _iso(since)[:13]
+        return sum(r["count"] for key, r in self.drops.records.items() if key >= first)
 
     def forget_reply_times(self, now: datetime) -> None:
         stale = [
@@ -81,9 +103,12 @@ class InboxState:
             for key, record in self.reply_times.records.items()
             if all(now - _time(t) >= HOUR for t in record["times"])
         ]
+        old_hours = [key for key in self.drops.records if key < _iso(now - 2 * DAY)[:13]]
         with self.database.batch():
             for key in stale:
                 self.reply_times.remove(key)
+            for key in old_hours:
+                self.drops.remove(key)
 
     # -- handled messages -------------------------------------------------------
 
@@ -100,9 +125,30 @@ class InboxState:
         cutoff = _iso(now - PROCESSED_MEMORY)
         by_age = sorted(self.processed.records.values(), key=lambda r: r["at"], reverse=True)
         old = [r["key"] for n, r in enumerate(by_age) if n >= MAX_PROCESSED or r["at"] < cutoff]
+        failed = [k for k, r in self.failures.records.items() if r["first"] < cutoff]
         with self.database.batch():
             for key in old:
                 self.processed.remove(key)
+            for key in failed:
+                self.failures.remove(key)
+
+    # -- messages that failed ---------------------------------------------------
+
+    def count_failure(self, message_key: str, error: str, now: datetime) -> int:
+        """One more failed try at this message; returns how many there were."""
+        record = self.failures.get(message_key) or {"key": message_key, "tries": 0}
+        record = record | {
+            "tries": record["tries"] + 1,
+            "first": record.get("first") or _iso(now),
+            "error": error[:300],
+        }
+        with self.database.batch():
+            self.failures.put(record)
+        return record["tries"]
+
+    def forget_failure(self, message_key: str) -> None:
+        with self.database.batch():
+            self.failures.remove(message_key)
 
     # -- the outbox -------------------------------------------------------------
 

@@ -23,10 +23,13 @@ class Delivery:
     last_cycle: int = 0  # every paper first seen up to this cycle has been delivered
     last_sent: str = ""
     failures: int = 0  # consecutive temporary failures
-    bounces: int = 0  # consecutive permanent refusals
+    bounces: int = 0  # permanent refusals and bounce reports that count (see bounce_log)
     state: str = "active"  # active | bouncing
     last_error: str = ""
     last_bounce: str = ""  # when a bounce report (DSN) last arrived; see BOUNCE_MEMORY
+    # (cycle, ISO time) of each refusal or report counted, the newest last: one per
+    # digest at most, and only those younger than [smtp] bounce_days count.
+    bounce_log: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..config.settings import StoreSettings
 from ..files import InstanceLock, remove_stale_temps
 from .convert import FORMAT, backup_path, convert, format_of, new_state, split_first_release
-from .cycles import CycleLog
+from .cycles import CycleLog, now_iso
 from .deliveries import Deliveries
 from .engine import Database, StoreError, read_tables
 from .inbox_state import InboxState
@@ -79,6 +79,7 @@ class Store:
             self.papers = PaperStore(self.papers_path, self.seen_path, papers, guard)
             if lock and self.deliveries.unsaved:
                 self.deliveries.flush()
+            self.tokens_bound_since = self._bound_since(write=lock)
         except BaseException:
             self.close()
             raise
@@ -94,6 +95,29 @@ class Store:
         if self.lock:
             return convert(self.path, data, self.papers_path)
         return split_first_release(data)
+
+    def _bound_since(self, *, write: bool) -> str:
+        """When this release (unsubscribe tokens bound to a subscription) first opened the
+        store: older subscriptions keep their earlier tokens for a while (tokens.py)."""
+        meta = self.state.db.table("meta", cache_size=0)
+        doc = next(iter(meta.all()), None)
+        found = doc.get("tokens_bound_since", "") if doc is not None else ""
+        if found or not write or doc is None:
+            return found
+        found = now_iso()
+        # Saved with the next write: opening the store writes nothing.
+        meta.update({"tokens_bound_since": found}, doc_ids=[doc.doc_id])
+        return found
+
+    def links_mailed(self) -> str:
+        """What shows that links signed with the token secret went out ("" if nothing):
+        recorded deliveries, or confirmation requests waiting (tokens.check_secret)."""
+        found = []
+        if self.deliveries.records:
+            found.append(f"{len(self.deliveries.records)} subscribers' deliveries recorded")
+        if len(self.inbox.pending):
+            found.append(f"{len(self.inbox.pending)} confirmation requests waiting")
+        return " and ".join(found)
 
     def close(self) -> None:
         self.journal.close()
