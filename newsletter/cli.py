@@ -174,7 +174,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2))
     else:
-        print(printable(format_status(status), lines=True))
+        print(format_status(status))
     return EXIT_OK
 
 

@@ -31,14 +31,8 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def printable(text: str, *, lines: bool = False) -> str:
-    """`text` with every control character shown as an escape (\\x1b); with `lines`,
-    line breaks (and tabs) are kept, for output of several lines."""
-    if lines:
-        return "\n".join(
-            _UNPRINTABLE.sub(lambda m: m.group(0) if m.group(0) == "\t" else _escape(m), line)
-            for line in text.split("\n")
-        )
+def printable(text: str) -> str:
+    """`text` as one line, every control character shown as an escape (\\x1b)."""
     return _UNPRINTABLE.sub(_escape, text)
 
 

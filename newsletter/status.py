@@ -14,6 +14,7 @@ from typing import Any
 from .clock import next_due
 from .config import Settings
 from .files import InstanceLock
+from .logs import printable
 from .preflight import warnings
 from .sending.plan import is_new_subscription, plan_all
 from .store import Store, lock_path
@@ -174,4 +175,6 @@ def format_status(status: dict[str, Any]) -> str:
                 f"  {name}: fetched {counts['fetched']}, new {counts['new']}"
                 + (f"; {result}" if result else "")
             )
-    return "\n".join(lines)
+    # Errors and names come from outside (arXiv, mail servers, subscriber files): each
+    # line is shown as one line, its control characters escaped.
+    return "\n".join(printable(line) for line in lines)

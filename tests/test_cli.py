@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from arxiv_server import entry
-from conftest import cli_command, cli_env, run_cli
+from conftest import cli_command, cli_env, run_cli, subscribe
+
+from newsletter.logs import setup_logging
+from newsletter.store import Delivery, Store
 
 
 def test_run_once_prints_each_keyword_and_exits_0(make_settings, arxiv_server):
@@ -144,3 +149,33 @@ def test_status_and_the_daemon_warn_when_unsubscribing_needs_a_person(make_setti
     web = make_settings(web={"listen": "127.0.0.1:8025", "public_url": "https://p.example.org"})
     settings.subscribers.dir.mkdir()
     assert "warning:" not in run_cli("--settings", str(web.file), "status").stdout
+
+
+def test_control_characters_from_outside_are_shown_escaped(make_settings, tmp_path):
+    """A name that reorders the line, a server's error with a terminal escape (set the
+    title, ring, clear the screen) and a line break: printed as escapes, never obeyed."""
+    settings = make_settings()
+    ann = subscribe(settings, "ann@example.org", "MLLM", name="Ann \u202eevil")
+    with Store(settings.store.path) as store, store.batch():
+        store.deliveries.records[ann.key] = Delivery(
+            ann.key, ann.created, last_cycle=1, bounces=3, state="bouncing",
+            last_error="550 gone\x1b]0;pwned\x07\x1b[2J\r\nINFO forged line",
+        )  # fmt: skip
+        store.deliveries._put([ann.key])
+    for command in ("subscribers", "status"):
+        result = run_cli("--settings", str(settings.file), command)
+        assert result.returncode == 0, result.stderr
+        assert not any(c in result.stdout for c in "\x1b\x07\r\u202e"), command
+        assert "550 gone\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0aINFO forged line" in result.stdout
+    assert "Ann \\u202eevil" in run_cli("--settings", str(settings.file), "subscribers").stdout
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info", stream=stream)
+        logging.getLogger("newsletter.test").info("from %s", "x\x1b[2J\nINFO forged")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert stream.getvalue().endswith("newsletter.test: from x\\x1b[2J\\x0aINFO forged\n")

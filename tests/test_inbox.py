@@ -3,12 +3,17 @@ the subscriber files it leaves, and the replies a real SMTP server received."""
 
 from __future__ import annotations
 
+import email
 import json
+import logging
+import os
 import re
 import signal
+import time
 import tomllib
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -29,6 +34,7 @@ from mails import (
 from newsletter.cycle import run_cycle
 from newsletter.inbox.poll import poll_inbox
 from newsletter.store import BouncePolicy, Delivery, Store
+from newsletter.tokens import load_secret, token
 
 ANN = "Ann Lee <ann@example.org>"
 
@@ -517,3 +523,117 @@ def test_inbox_once_on_the_command_line(settings, maildir, smtp_server, make_set
     result = run_cli("--settings", str(plain.file), "inbox", "--once")
     assert result.returncode == 2
     assert "[inbox] is not configured" in result.stderr
+
+
+def deliver_fast(maildir, messages) -> None:
+    """As an MTA delivers (tmp/, then new/), without mailbox.Maildir's fsync per message."""
+    path = Path(maildir._path)
+    for n, data in enumerate(messages):
+        name = f"{int(time.time())}.F{n:06d}.test"
+        (path / "tmp" / name).write_bytes(data)
+        os.rename(path / "tmp" / name, path / "new" / name)
+
+
+def test_two_thousand_forged_requests_send_no_more_than_the_caps(
+    settings, maildir, smtp_server, tmp_path
+):
+    """Forged From addresses: one domain's people, people all over, and one Gmail mailbox
+    spelt 40 ways (case, +tags, dots, googlemail.com). The inbox sends no more than the
+    caps allow: per mailbox, per domain, and in all; the rest is dropped and counted."""
+    template = mail("Victim <victim@placeholder.invalid>", "subscribe MLLM, Reasoning")
+    spellings = ("victim", "v.i.c.t.i.m", "Victim", "vic.tim")
+    domains = ("gmail.com", "GoogleMail.com")
+    gmail = [f"{spellings[n % 4]}+{n}@{domains[n % 3 == 0]}" for n in range(40)]
+    addresses = (
+        [f"worker{n}@bigcorp.example" for n in range(960)]
+        + [f"person{n}@site{n}.example" for n in range(1000)]
+        + gmail
+    )
+    assert len(addresses) == 2000
+    deliver_fast(
+        maildir,
+        (
+            template.replace(b"victim@placeholder.invalid", a.encode()).replace(
+                b"Message-ID: <", f"Message-ID: <{n}.".encode()
+            )
+            for n, a in enumerate(addresses)
+        ),
+    )
+    report = poll(settings)
+    sent = smtp_server.messages
+    assert (report.read, report.error) == (2000, "")
+    assert len(sent) == report.replies_sent <= 100, "max_confirmations_per_hour"
+    assert report.dropped == 2000 - len(sent)
+    assert sum(m.to.endswith("@bigcorp.example") for m in sent) <= 20, "per domain"
+    assert sum("victim" in m.to.replace(".", "") for m in sent) <= 5, "one mailbox"
+    with Store(settings.store.path) as store:
+        assert len(store.inbox.pending) == len(sent), "nothing asked that was not mailed"
+    status = run_cli("--settings", str(settings.file), "status")
+    assert f"inbox: {report.dropped} requests dropped without a reply in the last day" in (
+        status.stdout
+    )
+
+
+def test_a_254_character_address_does_not_delay_anyone_else(settings, maildir, smtp_server):
+    longest = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".org"
+    assert len(longest) == 254
+    ann = subscribe(settings, "ann@example.org", "MLLM")
+    deliver(maildir, mail(longest, "subscribe MLLM"))
+    poll(settings)
+    (question,) = smtp_server.to(longest)
+    ann_token = token(load_secret(settings.web.secret_file), ann.email, ann.created)
+    deliver(maildir, reply_to(question, longest), mail(ANN, f"unsubscribe {ann_token}"))
+    report = poll(settings)
+    assert (report.read, report.acted, report.error) == (2, 2, "")
+    assert subscriber_file(settings) is None, "the unsubscribe, in the same poll"
+    (saved,) = settings.subscribers.dir.glob("*.toml")
+    assert len(saved.name) <= 105 and tomllib.loads(saved.read_text())["email"] == longest
+    assert "subscribed" in smtp_server.to(longest)[-1].message["Subject"]
+
+
+def test_a_message_that_keeps_failing_is_set_aside_and_never_holds_up_the_others(
+    settings, maildir, smtp_server, caplog
+):
+    deliver(maildir, mail("carl@example.org", "subscribe MLLM"))
+    poll(settings)
+    (question,) = smtp_server.to("carl@example.org")
+    # Carl's subscriber file cannot be written: a folder stands where it goes.
+    (settings.subscribers.dir / "carl@example.org.toml").mkdir(parents=True)
+    confirm = reply_to(question, "carl@example.org")
+    carl_id = email.message_from_bytes(confirm)["Message-ID"]
+    for n in range(1, 4):
+        deliver(maildir, mail("ben@example.org", "help"))
+        if n == 1:
+            deliver(maildir, confirm)
+        report = poll(settings)
+        assert len(smtp_server.to("ben@example.org")) == n, "the others are served each time"
+        if n < 3:
+            assert "Is a directory; tried again next poll" in report.error
+            assert len(list((settings.inbox.maildir / "new").iterdir())) == 1, "left for later"
+    assert (report.set_aside, report.error) == (1, "")
+    assert not list((settings.inbox.maildir / "new").iterdir())
+    (flagged,) = (settings.inbox.maildir / "cur").glob("*:2,FS")
+    assert flagged.read_bytes() == confirm, "marked and flagged for a person"
+    aside = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(carl_id in m and "set aside after 3 tries: " in m for m in aside), aside
+
+
+def test_an_old_unsubscribe_token_does_nothing_after_subscribing_again(
+    settings, maildir, smtp_server
+):
+    first = subscribe(settings, "ann@example.org", "MLLM")
+    poll(settings)  # the secret is made
+    old = token(load_secret(settings.web.secret_file), first.email, first.created)
+    deliver(maildir, mail(ANN, f"unsubscribe {old}"))
+    poll(settings)
+    assert subscriber_file(settings) is None
+    subscribe(settings, "ann@example.org", "MLLM")
+
+    deliver(
+        maildir, mail("mallory@evil.example", f"unsubscribe {old}"), mail(ANN, f"unsubscribe {old}")
+    )
+    report = poll(settings)
+    assert report.acted == 2
+    assert subscriber_file(settings) is not None, "the leaked token of before does nothing"
+    assert "is not subscribed" in replies(smtp_server, "mallory@evil.example")[0].get_content()
+    assert "confirm" in replies(smtp_server)[-1]["Subject"], "a plain unsubscribe: confirm first"

@@ -20,9 +20,11 @@ from email.utils import formataddr
 from html import unescape
 
 import pytest
+from arxiv_server import entry
 from conftest import REPO, SEED_KEYWORDS, subscribe
 from digest_reader import html_part, sections, text_part
 
+from newsletter.cycle import run_cycle
 from newsletter.papers import Paper
 from newsletter.sending.deliver import deliver_digests, make_renderer, personal
 from newsletter.sending.plan import plan_all
@@ -254,3 +256,35 @@ def test_the_trim_keeps_as_many_of_the_newest_papers_as_fit(limit, make_settings
     one_more = roomy.render(trim_oldest(digest, kept + 1), reader.keywords, DAY)
     assert len(one_more.html.shared().encode()) > limit, "the most that fit, not just some"
     assert tight.renders <= 6, "interpolated, not bisected"
+
+
+def test_placeholder_text_in_a_paper_reaches_every_reader_verbatim(
+    make_settings, arxiv_server, smtp_server
+):
+    """The stand-in names of the earlier design, jinja's syntax, and an old-style id made
+    of one, sent by arXiv: each reader sees them as they are, and their own address and
+    unsubscribe link only where the template puts them (the footer, the headers)."""
+    said = (
+        "Hello ZZpersonalGreetingZZ at ZZpersonalEmailZZ: ZZpersonalUnsubscribeZZ, "
+        "{{ email }} {{ unsubscribe_link }}."
+    )
+    old_style = "ZZpersonalUnsubscribeZZ/0000001"
+    arxiv_server.add(
+        entry("2502.00001", "MLLM ZZpersonalEmailZZ", abstract=f"MLLM. {said}", comment=said),
+        entry(old_style, "MLLM, the old way", categories=["cs.CL"]),
+    )
+    settings = make_settings(keywords=["MLLM"], web=WEB)
+    for name in ("ann", "ben"):
+        subscribe(settings, f"{name}@example.org", "MLLM", name=name.title())
+    with Store(settings.store.path) as store:
+        run_cycle(settings, store)
+    assert len(smtp_server.messages) == 2
+    for received in smtp_server.messages:
+        message, reader = received.message, received.to
+        link = re.findall(r"<(https://[^>]+)>", message["List-Unsubscribe"])[0]
+        text, html = text_part(message), unescape(html_part(message))
+        for shown in (text, html):
+            assert "ZZpersonalEmailZZ" in shown and "{{ unsubscribe_link }}" in shown
+            assert f"http://arxiv.org/abs/{old_style}v1" in shown, "the paper's link, as sent"
+            assert shown.count(link) == 1 and shown.count(reader) == 1, "the footer only"
+        assert " ".join(said.split()) in " ".join(text.split())
