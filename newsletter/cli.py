@@ -2,7 +2,10 @@
 
 Exit codes: 0 success, 1 the work failed (a keyword, the archive, the store,
 another instance running), 2 a usage or settings error. Errors are one line,
-naming the file, key or address at fault.
+naming the file, key or address at fault, and what is printed goes through
+`say`, so text from outside cannot reach the terminal as control characters.
+Past 400 lines as one piece: a short handler per subcommand, and the parser
+that lists them all.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from conftest import run_cli
 from imap_server import PASSWORD, USER, ImapServer
 from mails import INBOX, mail, reply_to
 
+from newsletter.inbox.actions import Inbox
 from newsletter.inbox.poll import poll_inbox
 from newsletter.inbox.sources import PROCESSED_FLAG
 from newsletter.store import Store
@@ -102,3 +103,25 @@ def test_imap_problems_are_one_line_and_exit_1(make_settings, imap, smtp_server)
     )
     assert result.returncode == 1
     assert "cannot open folder 'Archive'" in result.stdout
+
+
+def test_a_message_that_keeps_failing_is_set_aside_flagged_over_imap(
+    make_settings, imap, smtp_server, monkeypatch
+):
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
+
+    def broken(self, incoming, command):
+        raise RuntimeError("a bug that this message meets")
+
+    monkeypatch.setattr(Inbox, "_help", broken)
+    settings = imap_settings(make_settings, imap)
+    imap.append(mail(ANN, "help"), mail("ben@example.org", "subscribe MLLM"))
+    for n in range(3):
+        report = poll(settings)
+        assert len(smtp_server.messages) == 1, "ben's request is answered once, at once"
+        if n < 2:
+            assert "RuntimeError: a bug that this message meets; tried again" in report.error
+            assert imap.flags() == [set(), {"\\Seen", PROCESSED_FLAG}]
+    assert (report.set_aside, report.error) == (1, "")
+    assert imap.flags() == [{"\\Seen", "\\Flagged", PROCESSED_FLAG}, {"\\Seen", PROCESSED_FLAG}]
+    assert poll(settings).read == 0

@@ -19,6 +19,10 @@ Safety rules, each enforced here:
   mail each other forever.
 - A message we fail on is tried again at the next polls, MAX_TRIES in all,
   then set aside; it never holds up the others.
+
+One piece past 400 lines on purpose: every command ends in the same few
+effects (a reply under the caps, a pending request, a subscriber file), and
+the rules above are kept in one place only if those effects are.
 """
 
 from __future__ import annotations
