@@ -10,6 +10,7 @@ import struct
 import time
 import tomllib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from arxiv_server import entry
@@ -21,7 +22,7 @@ from newsletter.config import ConfigError, load_settings
 from newsletter.cycle import run_cycle
 from newsletter.store import Store
 from newsletter.subscribers import Subscriber
-from newsletter.tokens import load_or_create_secret, token
+from newsletter.tokens import Tokens, legacy_cutoff, legacy_token, load_or_create_secret, token
 from newsletter.web import ONE_CLICK, WebError, WebServer
 
 
@@ -256,3 +257,19 @@ def test_slow_clients_are_cut_off_at_the_deadline_and_connections_are_bounded(
         server.stop()
     assert "Traceback" not in capfd.readouterr().err
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_links_of_the_release_before_keep_working_90_days_for_the_subscriptions_of_then():
+    """Before tokens were bound to a subscription they were an HMAC of the address alone;
+    the digests already mailed carry those. They keep unsubscribing the subscriptions
+    that existed when this release first ran, for 90 days, and nobody else."""
+    secret = b"s" * 64
+    upgraded = datetime(2025, 3, 1, tzinfo=UTC)
+    then = Subscriber("ann@example.org", ("MLLM",), created="2025-01-05T10:00:00+00:00")
+    again = Subscriber("ben@example.org", ("MLLM",), created="2025-03-02T10:00:00.5+00:00")
+    cutoff = legacy_cutoff(upgraded.isoformat(), upgraded + timedelta(days=30))
+    tokens = Tokens(secret, cutoff)
+    assert tokens.find(legacy_token(secret, then.email), [then, again]) is then
+    assert tokens.find(legacy_token(secret, again.email), [then, again]) is None
+    assert tokens.find(token(secret, again.email, again.created), [then, again]) is again
+    assert legacy_cutoff(upgraded.isoformat(), upgraded + timedelta(days=91)) == ""
