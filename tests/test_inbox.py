@@ -217,12 +217,15 @@ def test_bounce_reports_count_once_and_only_when_they_answer_our_digest_to_that_
     # stranger (no null sender) with the same block 50 times; a subscriber's own
     # digest returned in a report that names somebody else; a delay, not a failure.
     stranger = "Helpful Relay <postmaster@evil.example>"
-    fifty = dsn("gone@example.org").replace(b"Action:", b"Action: failed\r\nX:", 1)
-    fifty = fifty.replace(b"Return-Path: <>\r\n", f"Return-Path: <{stranger}>\r\n".encode())
     block = b"\r\n\r\nFinal-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1"
-    fifty = fifty.replace(
-        b"\r\n\r\n--B\r\nContent-Type: text/rfc822",
-        block * 50 + b"\r\n\r\n--B\r\nContent-Type: text/rfc822",
+    fifty = (
+        dsn("gone@example.org")
+        .replace(b"Return-Path: <>", f"Return-Path: <{stranger}>".encode())
+        .replace(b"From: MAILER-DAEMON@relay.example.org", f"From: {stranger}".encode())
+        .replace(
+            b"\r\n\r\n--B\r\nContent-Type: text/rfc822",
+            block * 49 + b"\r\n\r\n--B\r\nContent-Type: text/rfc822",
+        )
     )
     deliver(
         maildir,
