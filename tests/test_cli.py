@@ -167,7 +167,8 @@ def test_control_characters_from_outside_are_shown_escaped(make_settings, tmp_pa
         assert result.returncode == 0, result.stderr
         assert not any(c in result.stdout for c in "\x1b\x07\r\u202e"), command
         assert "550 gone\\x1b]0;pwned\\x07\\x1b[2J\\x0d\\x0aINFO forged line" in result.stdout
-    assert "Ann \\u202eevil" in run_cli("--settings", str(settings.file), "subscribers").stdout
+        if command == "subscribers":
+            assert "Ann \\u202eevil" in result.stdout
 
     stream = io.StringIO()
     root = logging.getLogger()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import stat
 
 from arxiv_server import entry
 from conftest import run_cli, subscribe
 
+from newsletter.cli import main
 from newsletter.tokens import check_secret
 
 
@@ -18,8 +20,19 @@ def test_a_fresh_install_makes_its_secret(tmp_path):
     assert check_secret(path, links_mailed="") == secret, "kept, never replaced"
 
 
+def newsletter(*args: str) -> int:
+    """The command line in this process (its logging set up and put back)."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        return main(list(args))
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+
+
 def test_a_missing_secret_once_links_went_out_stops_the_start_in_one_line(
-    make_settings, arxiv_server, smtp_server
+    make_settings, arxiv_server, smtp_server, capsys
 ):
     settings = make_settings(keywords=["MLLM"])
     subscribe(settings, "ann@example.org", "MLLM")
@@ -37,10 +50,10 @@ def test_a_missing_secret_once_links_went_out_stops_the_start_in_one_line(
     )
     assert not secret.exists() and len(smtp_server.messages) == 1, "nothing made, nothing sent"
 
-    made = run_cli("--settings", str(settings.file), "new-secret")
-    assert made.returncode == 0 and "Every unsubscribe link mailed before now" in made.stdout
-    again = run_cli("--settings", str(settings.file), "new-secret")
-    assert again.returncode == 2 and "Add --replace to do it anyway" in again.stderr
+    assert newsletter("--settings", str(settings.file), "new-secret") == 0
+    assert "Every unsubscribe link mailed before now" in capsys.readouterr().out
+    assert newsletter("--settings", str(settings.file), "new-secret") == 2
+    assert "Add --replace to do it anyway" in capsys.readouterr().err
 
 
 def test_readable_secret_and_password_files_are_named_or_refused_when_strict(
