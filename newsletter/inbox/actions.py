@@ -324,28 +324,16 @@ class Inbox:
             self.counts["ignored"] += 1
             return "bounce report naming no permanent failure; not answered"
         named = [b.recipient for b in failed]
-        domain = self.settings.digest.domain
         counted = []
         for address in dict.fromkeys(address_key(a) for a in named):
             person = self.subscribers.get(address)
             if person is None:
                 continue
-            cycle = next(
-                (
-                    found
-                    for message_id in incoming.returned.message_ids
-                    if (
-                        found := is_digest_to(
-                            self.secret, message_id, person.email, person.created, domain
-                        )
-                    )
-                    is not None
-                ),
-                None,
-            )
+            cycle = self._answered_digest(person, incoming.returned.message_ids)
             if cycle is None:
                 continue
             bounce = next((b for b in failed if address_key(b.recipient) == address), failed[0])
+            was_bouncing = self.store.deliveries.is_bouncing(person.key)
             record = self.store.deliveries.record_bounce(
                 person.key, person.created, cycle=cycle, detail=bounce.detail(), policy=self.policy
             )
@@ -354,7 +342,7 @@ class Inbox:
                 continue
             self.counts["bounces"] += 1
             counted.append(f"{person.email} (cycle {cycle}: {record.bounces}, {record.state})")
-            if record.state == "bouncing" and record.bounces == self.policy.max_bounces:
+            if record.state == "bouncing" and not was_bouncing:
                 log.warning(
                     "inbox: %s is now marked bouncing (%d bounce reports within %g days); "
                     "no digests until they write to the list",
@@ -370,6 +358,15 @@ class Inbox:
             )
         self.counts["acted"] += 1
         return "bounce report for " + ", ".join(counted)
+
+    def _answered_digest(self, person: Subscriber, message_ids: tuple[str, ...]) -> int | None:
+        """The cycle of our digest to this subscription that a report returns, or None."""
+        domain = self.settings.digest.domain
+        for message_id in message_ids:
+            cycle = is_digest_to(self.secret, message_id, person.email, person.created, domain)
+            if cycle is not None:
+                return cycle
+        return None
 
     # -- effects --------------------------------------------------------------
 
