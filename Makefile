@@ -39,7 +39,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 install: $(RUNTIME_STAMP)
 
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 run: $(RUNTIME_STAMP)
 	$(BIN)/newsletter --settings $(SETTINGS) run
