@@ -486,6 +486,21 @@ def test_status_works_while_the_daemon_runs(make_settings, arxiv_server, process
     assert "daemon: not running" in stopped.stdout
 
 
+def read_all(master: int) -> str:
+    """Everything written to a pty whose other end is closed: one read may return only part."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed and all was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks).decode()
+
+
 def test_progress_line_on_a_terminal_is_cleared_before_log_lines():
     master, slave = pty.openpty()
     stream = os.fdopen(slave, "w")
@@ -502,8 +517,7 @@ def test_progress_line_on_a_terminal_is_cleared_before_log_lines():
         root.handlers[:], level = saved
         root.setLevel(level)
         stream.close()
-    output = os.read(master, 65536).decode()
-    os.close(master)
+    output = read_all(master)
     assert "\r\x1b[Kfetching MLLM (1/4 keywords)\r\x1b[K" in output
     assert output.index("fetching MLLM") < output.index("arXiv: MLLM: 3 papers")
     assert "mail: 10 sent, 10/20 done\r\x1b[K" in output
