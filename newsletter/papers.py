@@ -83,6 +83,17 @@ class Paper:
             updated=datetime.fromisoformat(record["updated"]),
         )
 
+    @property
+    def abs_url(self) -> str:
+        """The paper's page for readers: https, and without a version, so it shows the
+        latest revision (the digest says which version it announced). `url` stays as
+        arXiv sent it, which is what the archive's format shows."""
+        return f"https://arxiv.org/abs/{self.id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return f"https://arxiv.org/pdf/{self.id}"
+
     def matches_categories(self, allowed: tuple[str, ...]) -> bool:
         """True when one of the paper's categories is in an allowed archive.
 

@@ -26,7 +26,7 @@ class _Sections(HTMLParser):
             self.in_title = True
         href = attributes.get("href") or ""
         if tag == "a" and self.in_title and self.current is not None:
-            match = re.search(r"arxiv\.org/abs/(.+?)v\d+$", href)
+            match = re.search(r"arxiv\.org/abs/(.+?)(?:v\d+)?$", href)
             if match:
                 self.sections[self.current].append(match.group(1))
 

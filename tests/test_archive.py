@@ -9,7 +9,13 @@ from pathlib import Path
 from arxiv_server import FIXTURES, entry, seed_entries
 
 from newsletter.archive.files import write_archive
-from newsletter.archive.markdown import comment_cell, escape_cell, render_archive, row
+from newsletter.archive.markdown import (
+    comment_cell,
+    escape_cell,
+    heading_anchor,
+    render_archive,
+    row,
+)
 from newsletter.cycle import run_cycle
 from newsletter.papers import Paper, StoredPaper, all_by_keyword
 from newsletter.store import Store
@@ -156,3 +162,12 @@ def test_archive_keeps_at_most_max_papers(make_settings, arxiv_server):
     assert report.keywords[0].archived == 3
     text = settings.archive.path.read_text()
     assert [int(n) for n in re.findall(r"Hallucination (\d+)\]", text)] == [7, 6, 5]
+
+
+def test_heading_anchors_are_the_ones_github_gives_the_keyword_headings():
+    """Digests link "N more in the archive" to the keyword's heading on GitHub."""
+    assert heading_anchor("Hallucination") == "hallucination"
+    assert heading_anchor("Reward Model") == "reward-model"
+    assert heading_anchor("C++ & Rust") == "c--rust", "punctuation goes, each space a dash"
+    assert heading_anchor("Vision-Language (VLM)") == "vision-language-vlm"
+    assert heading_anchor("Sprachmodelle für Ärzte") == "sprachmodelle-für-ärzte"

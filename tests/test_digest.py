@@ -322,3 +322,73 @@ def test_preview_changes_nothing(make_settings, arxiv_server, smtp_server, tmp_p
     assert {p: p.read_bytes() for p in settings.store.path.parent.iterdir()} == state
     assert smtp_server.messages == []
     assert cycle(settings).delivery.sent == 1, "the previewed digest is still due"
+
+
+def test_a_trimmed_welcome_issue_keeps_every_keyword_and_says_what_it_holds(
+    make_settings, arxiv_server, smtp_server
+):
+    """The four-keyword welcome issue of issue 15: trimming by age alone left the keyword
+    with the oldest papers 2 of 20 and a subject counting papers the mail did not hold."""
+    names = ["Hallucination", "MLLM", "Reasoning", "Reward Model"]
+    settings = make_settings(
+        keywords=names,
+        digest={"max_html_bytes": 40_000},
+        archive={"public_url": "https://github.com/lab/papers"},
+    )
+    subscribe(settings, "ann@example.org", *names)
+    wordy = "words " * 150
+    for n, name in enumerate(names):
+        day = 1 if name == "MLLM" else 5  # MLLM's papers are the oldest
+        arxiv_server.add(*papers(f"250{n + 1}", name, 20, day=day, abstract=wordy))
+    cycle(settings)
+    (received,) = smtp_server.messages
+    message = received.message
+    html, text = html_part(message), " ".join(text_part(message).split())
+    assert len(html.encode()) <= 40_000
+    shown = {name: len(ids) for name, ids in sections(message).items()}
+    assert set(shown) == set(names) and min(shown.values()) > 0
+    assert max(shown.values()) - min(shown.values()) <= 1, "turns across the keywords"
+    assert sections(message)["MLLM"][0] == "2502.00020", "newest first within each"
+    total = sum(shown.values())
+    assert message["Subject"] == f"[Daily Papers] Welcome: {total} recent papers: " + ", ".join(
+        names
+    )
+    assert (
+        f"Here are the latest {total} papers on your keywords in this mail, "
+        f"and {80 - total} more in the archive." in text
+    )
+    for name, count in shown.items():
+        assert f"{name}: {count} (+{20 - count} in the archive)" in text
+    assert text.count("arxiv.org/abs/") == total
+    more = re.findall(r'<a href="https://github.com/lab/papers#([^"]+)" style="([^"]+)"', html)
+    assert [anchor for anchor, _ in more] == ["hallucination", "mllm", "reasoning", "reward-model"]
+    assert all("color:#0969da" in style for _, style in more), "styled inline like every link"
+    assert "https://github.com/lab/papers#reward-model" in text
+
+
+def test_links_are_https_with_a_pdf_and_a_revision_shows_both_dates(
+    make_settings, arxiv_server, smtp_server
+):
+    settings = make_settings(keywords=["MLLM"])
+    subscribe(settings, "ann@example.org", "MLLM")
+    arxiv_server.add(
+        entry("2502.00001", "MLLM first", day="2025-03-02"),
+        entry(
+            "2502.00002",
+            "MLLM revised",
+            version=3,
+            published="2025-02-26T12:00:00+00:00",
+            updated="2025-03-04T12:00:00+00:00",
+        ),
+    )
+    cycle(settings)
+    message = smtp_server.messages[0].message
+    html, text = html_part(message), text_part(message)
+    for shown in (html, text):
+        assert "http://" not in shown.replace("http://www.w3.org", "")
+        assert "https://arxiv.org/abs/2502.00002" in shown and "abs/2502.00002v" not in shown
+        assert "https://arxiv.org/pdf/2502.00002" in shown
+        assert "v3 · updated 2025-03-04 · first 2025-02-26" in shown
+        assert "2025-03-02" in shown and "v1 ·" not in shown, "a first version: one date"
+    assert '<a class="pdf" href="https://arxiv.org/pdf/2502.00001" style="' in html
+    assert "\n-- \n" in text, "the signature separator mail readers know"

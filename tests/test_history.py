@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from arxiv_server import FIXTURES, entry
 from conftest import run_cli, subscribe
-from digest_reader import paper_ids
+from digest_reader import paper_ids, text_part
 from mails import INBOX, bounce_of, deliver, mail, make_maildir
 
 from newsletter.archive.markdown import page_rows
@@ -312,7 +312,9 @@ def test_a_subscriber_pending_for_many_cycles_gets_the_newest_of_each_keyword(
         run_cycle(settings, store)
     digest = smtp_server.messages[-1].message
     assert sorted(paper_ids(digest)) == ["2502.00009", "2502.00010", "2502.00109", "2502.00110"]
-    assert "[Daily Papers] 20 new papers" in digest["Subject"], "the others are counted"
+    assert "[Daily Papers] 4 new papers" in digest["Subject"], "what this mail holds"
+    intro = " ".join(text_part(digest).split())
+    assert "4 new papers on your keywords in this mail, and 16 more in the archive." in intro
 
 
 def test_an_inbox_poll_never_writes_paper_data(make_settings, arxiv_server, smtp_server, tmp_path):

@@ -259,4 +259,4 @@ def test_paper_text_never_puts_a_readers_address_or_token_anywhere_else(
     assert (sent_html, sent_text) == (lines.sub("\n", html), lines.sub("\n", text))
     for part, shown in (("html", html), ("text", text)):
         assert (shown.count("readerstoken"), shown.count(READER.email)) == SPOTS[part], part
-    assert f"http://arxiv.org/abs/{old_style}v1" in text, "the paper's own link, as it is"
+    assert f"https://arxiv.org/abs/{old_style}" in text, "the paper's own link, from its id"

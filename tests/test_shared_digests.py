@@ -30,7 +30,7 @@ from newsletter.sending.deliver import deliver_digests, make_renderer, personal
 from newsletter.sending.plan import plan_all
 from newsletter.sending.preview import preview
 from newsletter.sending.render import PERSONAL_MARGIN, Renderer
-from newsletter.sending.select import Digest, trim_oldest
+from newsletter.sending.select import Digest, trim_fair
 from newsletter.store import Store
 from newsletter.subscribers import Roster, Subscriber
 from newsletter.tokens import load_or_create_secret
@@ -253,7 +253,7 @@ def test_the_trim_keeps_as_many_of_the_newest_papers_as_fit(limit, make_settings
     trimmed = tight.render(digest, reader.keywords, DAY)
     kept = sum(len(s.items) for s in trimmed.digest.sections)
     assert 0 < kept < 40 and len(trimmed.html.shared().encode()) <= limit
-    one_more = roomy.render(trim_oldest(digest, kept + 1), reader.keywords, DAY)
+    one_more = roomy.render(trim_fair(digest, kept + 1), reader.keywords, DAY)
     assert len(one_more.html.shared().encode()) > limit, "the most that fit, not just some"
     assert tight.renders <= 6, "interpolated, not bisected"
 
@@ -285,6 +285,6 @@ def test_placeholder_text_in_a_paper_reaches_every_reader_verbatim(
         text, html = text_part(message), unescape(html_part(message))
         for shown in (text, html):
             assert "ZZpersonalEmailZZ" in shown and "{{ unsubscribe_link }}" in shown
-            assert f"http://arxiv.org/abs/{old_style}v1" in shown, "the paper's link, as sent"
+            assert f"https://arxiv.org/abs/{old_style}" in shown, "the paper's link, from its id"
             assert shown.count(link) == 1 and shown.count(reader) == 1, "the footer only"
         assert " ".join(said.split()) in " ".join(text.split())

@@ -201,6 +201,13 @@ def older_line(slug: str, months: Sequence[str]) -> str:
     return "Older papers: " + ", ".join(f"[{m}]({slug}/{m}.md)" for m in months)
 
 
+def heading_anchor(name: str) -> str:
+    """The fragment GitHub gives a keyword's "## NAME" heading (as github-slugger does:
+    lowercase, punctuation dropped, each space a dash), so a digest can link to it."""
+    kept = "".join(c for c in name.lower() if c.isalnum() or c in "-_ ")
+    return kept.replace(" ", "-")
+
+
 def render_archive(
     sections: Mapping[str, Sequence[StoredPaper]],
     max_papers: int,

@@ -17,14 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import jinja2
 import premailer
 
+from ..archive.markdown import heading_anchor
 from ..errors import NewsletterError
-from ..papers import keyword_slug
+from ..papers import Paper, keyword_slug
 from ..templates import HTML_TEMPLATE, STYLESHEET, TEXT_TEMPLATE
-from .select import Digest, trim_oldest
+from .select import Digest, trim_fair
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,15 @@ def _authors(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", et al." if len(names) > 3 else "")
 
 
+def _dates(paper: Paper) -> str:
+    """When the paper appeared and, for a revision, its version and last update: digests
+    are ordered by first submission, as the archive is, so both dates explain the place."""
+    first = paper.published.date().isoformat()
+    if paper.version <= 1:
+        return first
+    return f"v{paper.version} · updated {paper.updated.date().isoformat()} · first {first}"
+
+
 def template_texts(folder: Path | None) -> dict[str, str]:
     """The digest's three files: each from `folder` when it has one of that name, else the
     one shipped in the package (so a folder may override only the stylesheet, say)."""
@@ -182,6 +193,8 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.filters["authors"] = _authors
+        self.env.filters["dates"] = _dates
+        self.env.filters["in_archive"] = self._in_archive
         self.env.filters["slug"] = keyword_slug
         self.env.filters["wordwrap"] = self._wordwrap
         self._wrapped: dict[tuple[str, int, bool, str | None, bool], str] = {}
@@ -195,6 +208,11 @@ class Renderer:
         self.unsubscribe_address = unsubscribe_address
         self.ask_address = ask_address
         self.renders = 0
+
+    def _in_archive(self, keyword: str) -> str:
+        """The keyword's table in the archive: its heading's anchor on `archive_url`."""
+        parts = urlsplit(self.archive_url)
+        return parts._replace(fragment=quote(heading_anchor(keyword))).geturl()
 
     def _subject(self, digest: Digest, day: date) -> str:
         template = self.welcome_subject if digest.welcome else self.subject
@@ -256,8 +274,8 @@ class Renderer:
         day: date,
         person: Personal | None = None,
     ) -> Rendered:
-        """Render and inline; when the HTML is over the limit, drop the oldest papers
-        and say how many more are in the archive.
+        """Render and inline; when the HTML is over the limit, keep what fits, taken in
+        turns from the keywords, and say how many more are in the archive.
 
         Without `person` the personal parts are spots, filled in per person later
         (`MailTemplate`); with it, they are rendered in like everything else (one
@@ -282,7 +300,7 @@ class Renderer:
         person: Personal | Marks,
         full_size: int,
     ) -> tuple[Digest, str]:
-        """The digest trimmed to the most (newest) papers whose HTML fits, and that HTML.
+        """The digest trimmed to the most papers whose HTML fits (`trim_fair`), and that HTML.
 
         Each try is a premailer pass, so the count to try next is interpolated
         between the largest that fits and the smallest that does not (the size grows
@@ -294,7 +312,7 @@ class Renderer:
         total = sum(len(s.items) for s in digest.sections)
 
         def attempt(keep: int) -> tuple[Digest, str, int]:
-            trimmed = trim_oldest(digest, keep)
+            trimmed = trim_fair(digest, keep)
             html = self._html(self._context(trimmed, subscribed, day, person))
             return trimmed, html, len(html.encode())
 

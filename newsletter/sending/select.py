@@ -23,7 +23,7 @@ class Item:
 class Section:
     keyword: str
     items: tuple[Item, ...]
-    more: int = 0  # papers left out to stay under the size limit
+    more: int = 0  # papers on the keyword left to the archive: past a limit, or pruned
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,13 @@ class Digest:
 
     @property
     def count(self) -> int:
-        return sum(len(s.items) + s.more for s in self.sections)
+        """Papers in this mail."""
+        return sum(len(s.items) for s in self.sections)
+
+    @property
+    def more(self) -> int:
+        """Papers on the reader's keywords that this mail leaves to the archive."""
+        return sum(s.more for s in self.sections)
 
     @property
     def keywords(self) -> tuple[str, ...]:
@@ -110,12 +116,16 @@ def select_welcome(
     return replace(select(keywords, order, chosen), welcome=True)
 
 
-def trim_oldest(digest: Digest, keep: int) -> Digest:
-    """Keep the `keep` newest papers; each section counts what it lost in `more`."""
-    everything = sorted(
-        (i.stored.paper for s in digest.sections for i in s.items), key=order_key, reverse=True
+def trim_fair(digest: Digest, keep: int) -> Digest:
+    """Keep `keep` papers, taken in turns from the sections (each one's newest first), so
+    that every keyword keeps its share however busy the others are; each section counts
+    what it lost in `more`."""
+    turns = sorted(
+        (rank, n, item.stored.paper.id)
+        for n, section in enumerate(digest.sections)
+        for rank, item in enumerate(section.items)
     )
-    return keep_only(digest, {p.id for p in everything[:keep]})
+    return keep_only(digest, {paper_id for _, _, paper_id in turns[:keep]})
 
 
 def keep_only(digest: Digest, kept: set[str]) -> Digest:
