@@ -91,6 +91,7 @@ class CycleReport:
             )
             + (f"; git {'FAILED' if self.publish.error else 'ok'}" if self.publish else "")
             + f"; emails sent {self.delivery.sent}, pending {self.delivery.pending}"
+            + ("; mail FAILED (see the mail line)" if self.delivery.error else "")
             + f"; {self.seconds:.1f} s"
         )
 
@@ -290,7 +291,8 @@ def _run(
             progress=progress,
             secret=secret,
         )
-        log.info("%s", delivery.summary())
+        # An SMTP server that cannot be used is the admin's to fix: an error, not info.
+        log.log(logging.ERROR if delivery.error else logging.INFO, "%s", delivery.summary())
 
     pending = pending_since(store.deliveries.all(), roster, number)
     keep = papers_to_keep(
@@ -314,7 +316,12 @@ def _run(
         number,
         archive_error=archive_error,
         interrupted=report.interrupted,
-        mail={"sent": delivery.sent, "pending": delivery.pending, "bounced": delivery.bounced},
+        mail={
+            "sent": delivery.sent,
+            "pending": delivery.pending,
+            "bounced": delivery.bounced,
+            **({"error": delivery.error} if delivery.error else {}),
+        },
     )
     log.info("%s", report.summary())
     return report

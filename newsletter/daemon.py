@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from zoneinfo import ZoneInfo
 
 import pytz
 import schedule
@@ -154,6 +155,21 @@ class Daemon:
     def next_run(self) -> datetime | None:
         """When the next cycle runs, in local time as `schedule` keeps it."""
         return min((job.next_run for job in self.cycle_jobs if job.next_run), default=None)
+
+    def plan(self) -> str:
+        """The schedule for the start and reload lines: the next *cycle*, in the schedule's
+        zone and in UTC (as `status` shows it), and how often the inbox is read, which
+        is more often and must not be mistaken for it."""
+        s = self.settings.schedule
+        due = next_due(s)
+        local = due.astimezone(ZoneInfo(s.timezone))
+        line = f"cycles at {', '.join(s.times)} {s.timezone}; next cycle "
+        line += f"{local:%Y-%m-%d %H:%M} {s.timezone}"
+        if local.utcoffset():
+            line += f" ({due:%H:%M} UTC)"
+        if self.settings.inbox is not None:
+            line += f"; inbox read every {self.settings.inbox.poll_seconds:g} s"
+        return line
 
     def follow_clock(self) -> None:
         """Re-plan the cycles when `schedule` has them later than `clock.next_due` says:
@@ -307,14 +323,7 @@ class Daemon:
                 self._start_web()
             except (WebError, SecretError) as err:
                 log.error("web: %s; the unsubscribe pages are off until the next reload", err)
-        log.info(
-            "reloaded %s: %d keywords, runs at %s %s; next run %s",
-            new.file,
-            len(new.keywords),
-            ", ".join(new.schedule.times),
-            new.schedule.timezone,
-            self.next_run(),
-        )
+        log.info("reloaded %s: %d keywords, %s", new.file, len(new.keywords), self.plan())
 
     # -- the loop -----------------------------------------------------------------
 
@@ -353,12 +362,7 @@ class Daemon:
             next_utc = next_due(self.settings.schedule)
             self.notifier.ready(f"waiting; next run {next_utc:%Y-%m-%d %H:%M} UTC")
             self.notifier.start_watchdog(alive, lambda: self.heartbeat, self.quiet_limit())
-            log.info(
-                "running: cycles at %s %s; next %s",
-                ", ".join(self.settings.schedule.times),
-                self.settings.schedule.timezone,
-                self.next_run(),
-            )
+            log.info("running: %s", self.plan())
             try:
                 if self.settings.schedule.run_on_start:
                     self.run_cycle()

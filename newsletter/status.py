@@ -168,6 +168,8 @@ def format_status(status: dict[str, Any]) -> str:
             head += (
                 f"; mail sent {mail['sent']}, pending {mail['pending']}, bounced {mail['bounced']}"
             )
+            if mail.get("error"):
+                head += f"; mail FAILED: {mail['error']}"
         lines.append(head)
         for name, counts in (cycle.get("keywords") or {}).items():
             result = f"error: {counts['error']}" if counts.get("error") else ""

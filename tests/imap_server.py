@@ -7,6 +7,10 @@ Two backends, for the two kinds of server the inbox must handle:
 - "dict": in memory, and cannot store keywords at all (PERMANENTFLAGS has no
   \\*), so the inbox must fall back to \\Seen alone.
 
+With `tls` (a certificate and key file, from a throwaway CA in tests/certs.py)
+it offers STARTTLS; pymap has no implicit TLS. Its LOGIN works without TLS
+from 127.0.0.1, which the tests' own client uses.
+
 Tests deliver mail with IMAP APPEND and read flags back with a second client.
 """
 
@@ -29,10 +33,11 @@ USER, PASSWORD = "papers", "imap-secret"
 
 
 class ImapServer:
-    def __init__(self, root: Path, backend: str = "maildir"):
+    def __init__(self, root: Path, backend: str = "maildir", tls: Path | None = None):
         self.port = free_port()
         self.log = root / "pymap.log"
-        args = ["--host", "127.0.0.1", "--port", str(self.port), "--no-tls"]
+        args = ["--host", "127.0.0.1", "--port", str(self.port)]
+        args += ["--cert", str(tls), "--key", str(tls)] if tls else ["--no-tls"]
         if backend == "maildir":
             base = root / "imap"
             (base / "mail").mkdir(parents=True)

@@ -1,15 +1,18 @@
 """A real SMTP server for the tests: aiosmtpd on 127.0.0.1, recording what it accepts.
 
-Tests read `messages` (parsed with the email package) and how many `connections`
-were opened, and can make it require AUTH, refuse recipients (550/451) or
-messages (after DATA), close the connection in DATA, answer slowly, greet with
-421, or stop and start again on the same port (the server "down for a cycle").
+Tests read `messages` (parsed with the email package, each with the EHLO/HELO
+name its session gave) and how many `connections` were opened, and can make it
+require AUTH, require STARTTLS with a certificate (`tls`: a server context, from
+a throwaway CA in tests/certs.py), refuse recipients (550/451) or messages
+(after DATA), close the connection in DATA, answer slowly, greet with 421, or
+stop and start again on the same port (the server "down for a cycle").
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    helo: str = ""  # the name the client gave in EHLO (or HELO)
 
     @property
     def message(self) -> EmailMessage:
@@ -69,7 +73,12 @@ class _Handler:
                 smtp.transport.close()
                 return "421 closing"
             server.messages.append(
-                Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(envelope.content))
+                Received(
+                    envelope.mail_from,
+                    tuple(envelope.rcpt_tos),
+                    bytes(envelope.content),
+                    session.host_name or "",
+                )
             )
             server.accepted.set()
         return "250 Message accepted for delivery"
@@ -92,8 +101,11 @@ class _Controller(Controller):
 
 
 class SmtpServer:
-    def __init__(self, login: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self, login: tuple[bytes, bytes] | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.login = login  # (user, password) that AUTH must give, or None: no AUTH
+        self.tls = tls  # a server context: STARTTLS offered and required before MAIL
         self.port = free_port()
         self.messages: list[Received] = []
         self.refusals: dict[str, str] = {}
@@ -112,6 +124,8 @@ class SmtpServer:
         if self.login is not None:  # AUTH required, over plain loopback (no certificate here)
             auth = {"auth_required": True, "auth_require_tls": False}
             auth["authenticator"] = self._authenticate
+        if self.tls is not None:
+            auth |= {"tls_context": self.tls, "require_starttls": True}
         self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **auth)
         self._controller.start()
 

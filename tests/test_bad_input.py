@@ -66,7 +66,10 @@ def _dump(data: dict[str, Any]) -> str:
 BAD_FILES = {
     "broken.toml": ('email = "x@example.org"\nkeywords = [', "not valid TOML"),
     "no-email.toml": ('keywords = ["MLLM"]\n', "email must be a string"),
-    "bad-address.toml": ('email = "x@example"\nkeywords = ["MLLM"]\n', "invalid domain"),
+    "bad-address.toml": (
+        'email = "x@example..org"\nkeywords = ["MLLM"]\n',
+        "has an invalid domain: it has an empty label",
+    ),
     "unknown.toml": (
         'email = "u@example.org"\nkeywords = ["Quantum"]\n',
         "unknown keyword 'Quantum'",

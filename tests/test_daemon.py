@@ -208,7 +208,7 @@ def test_runs_on_schedule_in_a_non_utc_zone_and_stops_on_sigterm(
     text = settings.file.read_text().replace('"00:00"', f'"{soon(2, zone)}"')
     settings.file.write_text(text)
     daemon.proc.send_signal(signal.SIGHUP)
-    daemon.wait_for(r"reloaded .* runs at \d\d:\d\d:\d\d America/New_York")
+    daemon.wait_for(r"reloaded .* cycles at \d\d:\d\d:\d\d America/New_York")
     assert arxiv_server.requests == []
     daemon.wait_for(r"cycle 1: keywords 1 fetched", timeout=20)
     assert len(arxiv_server.requests) == 1
@@ -542,7 +542,12 @@ def test_daemon_reads_the_inbox_between_cycles_and_serves_unsubscribe_pages(
         web={"listen": f"127.0.0.1:{port}", "public_url": "https://papers.example.org"},
     )
     daemon = start(processes, settings)
-    daemon.wait_for("running: cycles at")
+    # The start line names the next cycle, not the inbox's next read (one second away).
+    due = next_due(settings.schedule)
+    daemon.wait_for(
+        rf"running: cycles at 07:00 UTC; next cycle {due:%Y-%m-%d %H:%M} UTC; "
+        r"inbox read every 1 s$"
+    )
     deliver(box, mail("Ann <ann@example.org>", subject="subscribe MLLM"))
     smtp_server.wait_for(1)
     (question,) = smtp_server.to("ann@example.org")

@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..addresses import AddressError, normalize_address, parse_mailbox
+from ..addresses import AddressError, domain_problem, normalize_address, parse_mailbox
 from ..papers import keyword_slug
+from ..tls import ca_file_problem
 from .settings import (
     ArchiveSettings,
     ArxivSettings,
@@ -215,6 +216,8 @@ def smtp_section(t: TomlTable, base: Path) -> SmtpSettings:
         retry_delay_seconds=t.number("retry_delay_seconds", d.retry_delay_seconds),
         max_bounces=t.integer("max_bounces", d.max_bounces, minimum=1),
         bounce_days=t.number("bounce_days", d.bounce_days, minimum=1),
+        ca_file=_ca_file(t, base, security),
+        helo_name=_helo_name(t),
     )
     if result.port > 65535:
         raise t.fail("port", "a port number 1-65535", result.port)
@@ -225,6 +228,35 @@ def smtp_section(t: TomlTable, base: Path) -> SmtpSettings:
         )
     t.finish()
     return result
+
+
+def _ca_file(t: TomlTable, base: Path, security: str) -> Path | None:
+    return _checked_ca_file(t, t.path("ca_file", None, base), security)
+
+
+def _checked_ca_file(t: TomlTable, path: Path | None, security: str) -> Path | None:
+    """A PEM bundle that can be read, checked now so that a wrong path costs a line at
+    start; refused without TLS, where it would silently do nothing."""
+    if path is None:
+        return None
+    if security == "none":
+        expected = 'left out when security = "none" (no TLS: no certificate is checked)'
+        raise t.fail("ca_file", expected, str(path))
+    problem = ca_file_problem(path)
+    if problem:
+        raise ConfigError(
+            f"{t.file}: {t.where} ca_file {path}: {problem} (it must hold the PEM "
+            "certificates of the CAs to trust besides the system's)"
+        )
+    return path
+
+
+def _helo_name(t: TomlTable) -> str:
+    name = t.string("helo_name", "", nonempty=False)
+    problem = domain_problem(name) if name else ""
+    if problem:
+        raise t.fail("helo_name", f"a host name like mail.example.org ({problem})", name)
+    return name.lower()
 
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
@@ -305,6 +337,7 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
         password_file=t.path("password_file", None, base),
         folder=t.string("folder", d.folder),
         timeout_seconds=t.number("timeout_seconds", d.timeout_seconds, minimum=0.1),
+        ca_file=t.path("ca_file", None, base),
         poll_seconds=t.number("poll_seconds", d.poll_seconds, minimum=1),
         confirm_hours=t.number("confirm_hours", d.confirm_hours, minimum=1),
         max_replies_per_hour=t.integer("max_replies_per_hour", d.max_replies_per_hour, minimum=1),
@@ -334,7 +367,15 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
         expected = "an ASCII folder name without quotes, backslashes or line breaks"
         raise t.fail("folder", expected, result.folder)
     if result.maildir is not None:
-        imap_only = ("imap_port", "security", "username", "password_env", "password_file", "folder")
+        imap_only = (
+            "imap_port",
+            "security",
+            "username",
+            "password_env",
+            "password_file",
+            "folder",
+            "ca_file",
+        )
         stray = [k for k in imap_only if k in t.raw]
         if stray:
             expected = "left out when mail is read from maildir (it is for IMAP)"
@@ -346,6 +387,7 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
             "password_env",
             "set (or password_file) when imap_host is set; the password never goes in this file",
         )
+    _checked_ca_file(t, result.ca_file, result.security)
     return result
 
 

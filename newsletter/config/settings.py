@@ -95,6 +95,8 @@ class SmtpSettings:
     retry_delay_seconds: float = 5.0
     max_bounces: int = 3
     bounce_days: float = 30.0  # a refusal or bounce report older than this no longer counts
+    ca_file: Path | None = None  # PEM: CAs trusted besides the system's (tls.client_context)
+    helo_name: str = ""  # "" = the machine's FQDN, else [digest] from's domain (smtp.ehlo_name)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class InboxSettings:
     password_file: Path | None = None
     folder: str = "INBOX"
     timeout_seconds: float = 30.0
+    ca_file: Path | None = None  # PEM: CAs trusted besides the system's (tls.client_context)
     poll_seconds: float = 300.0
     confirm_hours: float = 48.0
     max_replies_per_hour: int = 5  # to one mailbox (case, +tag and Gmail's dots ignored)

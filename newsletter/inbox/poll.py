@@ -23,7 +23,17 @@ from datetime import UTC, datetime, timedelta
 
 from ..config import Settings
 from ..crashpoints import crashpoint
-from ..sending.smtp import PERMANENT, SENT, MailerError, Outbound, Outcome, read_password, send_all
+from ..sending.smtp import (
+    HELD,
+    PERMANENT,
+    SENT,
+    MailerError,
+    Outbound,
+    Outcome,
+    ehlo_name,
+    read_password,
+    send_all,
+)
 from ..sending.smtp_wire import wire_form
 from ..store import Store
 from .actions import DONE, SET_ASIDE, Inbox
@@ -79,11 +89,11 @@ def send_replies(
     for reply in stale:
         log.warning("inbox: reply to %s dropped after %d tries", reply.recipient, reply.tries)
     fresh = [r for r in queued if r not in stale]
-    outcomes: dict[str, list[str]] = {SENT: [], PERMANENT: [], "temporary": []}
+    outcomes: dict[str, list[str]] = {SENT: [], PERMANENT: [], "temporary": [], HELD: []}
 
     def report(outcome: Outcome) -> None:
         outcomes[outcome.status].append(outcome.item.key)
-        if outcome.status != SENT:
+        if outcome.status not in (SENT, HELD):
             log.warning(
                 "inbox: reply to %s: %s failure: %s",
                 outcome.item.recipient,
@@ -91,20 +101,24 @@ def send_replies(
                 outcome.detail,
             )
 
+    server_down = None
     try:
         if fresh:
-            send_all(
+            server_down = send_all(
                 settings.smtp,
                 settings.inbox.address,
                 iter([Outbound(r.recipient, wire_form(r.data), key=str(r.id)) for r in fresh]),
                 report,
                 password=read_password(settings.smtp),
                 stop=stop,
+                helo_name=ehlo_name(settings.smtp, settings.digest.domain),
             )
     finally:
         with store.batch():
             store.inbox.drop_replies([r.id for r in stale] + outcomes[SENT] + outcomes[PERMANENT])
             store.inbox.count_reply_tries(outcomes["temporary"])
+    if server_down:
+        raise MailerError(server_down)
     return len(outcomes[SENT])
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from ..maildate import mail_date
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -147,7 +149,7 @@ def build_reply(
     message["From"] = sender
     message["To"] = reply.recipient
     message["Subject"] = reply.subject
-    message["Date"] = email.utils.formatdate(usegmt=True)
+    message["Date"] = mail_date()
     domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = email.utils.make_msgid("reply", domain=domain)
     if answering:

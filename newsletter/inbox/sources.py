@@ -26,7 +26,6 @@ import imaplib
 import logging
 import os
 import re
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from ..config import InboxSettings
 from ..credentials import CredentialError, read_password
 from ..errors import NewsletterError
 from ..files import fsync_dir
+from ..tls import TlsSetupError, certificate_line, certificate_problem, client_context
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,10 @@ class ImapSource:
 
     def _connect(self) -> imaplib.IMAP4:
         s = self.settings
-        context = ssl.create_default_context()
+        try:
+            context = client_context(s.ca_file, "inbox") if s.security != "none" else None
+        except TlsSetupError as err:
+            raise MailSourceError(str(err)) from None
         if s.security == "tls":
             return imaplib.IMAP4_SSL(
                 s.imap_host, s.imap_port, ssl_context=context, timeout=s.timeout_seconds
@@ -176,6 +179,10 @@ class ImapSource:
             ) from None
         except (imaplib.IMAP4.error, OSError, EOFError) as err:
             self.__exit__(None, None, None)
+            failed_check = certificate_problem(err)
+            if failed_check is not None:  # the admin's to fix: said so, with what to set
+                line = certificate_line(self.where, failed_check, "inbox", "imap_host", s.ca_file)
+                raise MailSourceError(line) from None
             raise MailSourceError(f"{self.where}: {_describe(err)}") from None
         if not self.keywords:
             log.info(

@@ -22,7 +22,7 @@ from ..tokens import check_secret, digest_message_id, token
 from .mime import MailTemplate, unsubscribe_mailto
 from .plan import plan_all
 from .render import Personal, Rendered, Renderer
-from .smtp import PERMANENT, SENT, Outbound, Outcome, read_password, send_all
+from .smtp import HELD, PERMANENT, SENT, Outbound, Outcome, ehlo_name, read_password, send_all
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DeliveryReport:
     sent: int = 0
-    pending: int = 0  # due but not sent (temporary failure, or stopped): sent next cycle
+    pending: int = 0  # due but not sent (temporary failure, server unusable, stopped): next cycle
     bounced: int = 0  # permanent refusals this cycle
     bouncing: int = 0  # skipped: marked bouncing after max_bounces refusals
     skipped: int = 0  # subscriber files with problems
@@ -118,7 +118,7 @@ def deliver_digests(
                 wire = mail.message(personal(settings, secret, subscriber, cycle))
                 yield Outbound(subscriber.email, wire, key=subscriber.key)
 
-    counts = {SENT: 0, "temporary": 0, PERMANENT: 0}
+    counts = {SENT: 0, "temporary": 0, PERMANENT: 0, HELD: 0}
     due = sum(len(members) for members in groups.members.values())
     show = progress or (lambda text: None)
 
@@ -128,6 +128,8 @@ def deliver_digests(
         key = outcome.item.key
         if outcome.status == SENT:
             store.deliveries.record_sent(key, since[key], cycle)
+            return
+        if outcome.status == HELD:  # the server is unusable: said once, as the run's error
             return
         record = store.deliveries.record_failure(
             key,
@@ -153,6 +155,7 @@ def deliver_digests(
             report,
             password=read_password(settings.smtp),
             stop=stop,
+            helo_name=ehlo_name(settings.smtp, settings.digest.domain),
         )
     finally:
         store.deliveries.flush()

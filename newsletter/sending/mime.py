@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from email import quoprimime
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, formatdate
+from email.utils import formataddr
 from urllib.parse import quote
 
+from ..maildate import mail_date
 from .render import HTML_ESCAPE, Body, Personal, Rendered, personal_parts
 from .smtp_wire import END, stuffed
 
@@ -93,7 +94,7 @@ def _line(name: str, value: str) -> bytes:
 @functools.lru_cache(maxsize=1)
 def _date_line(second: int) -> bytes:
     """The Date header, made once for all the messages sent in the same second."""
-    return _line("Date", formatdate(second, usegmt=True))
+    return _line("Date", mail_date(second))
 
 
 class MailTemplate:

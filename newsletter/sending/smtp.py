@@ -8,8 +8,14 @@ Failures are classified per message:
 - temporary (4xx, refused/dropped connection, timeout): retried within the run
   with backoff, then reported "temporary" (the caller keeps it pending);
 - permanent (5xx for that recipient or that message): reported "permanent".
-When the server cannot be reached at all, the rest of the queue is reported
-temporary at once instead of being tried message by message.
+When the server cannot be used at all (not reached after the retries, or at once
+for a certificate that fails the check: the admin's to fix, which no retry
+mends), that is a setup problem, `server_down`: the message being tried and the
+rest of the queue are reported "held", not tried, and no subscriber's failure.
+
+The client greets with `ehlo_name` ([smtp] helo_name, else the machine's fully
+qualified name, else the domain of [digest] from): relays with
+reject_non_fqdn_helo_hostname refuse the "localhost" a bare host gives.
 
 Messages come in SMTP's wire form (smtp_wire.py) and go out as they are: MAIL, RCPT
 and DATA use aiosmtplib's lower-level calls, not `sendmail` (`_transaction`).
@@ -19,27 +25,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiosmtplib
 
+from ..addresses import domain_problem
 from ..config import SmtpSettings
 from ..crashpoints import crashpoint
 from ..credentials import CredentialError
 from ..credentials import read_password as read_password_from
 from ..errors import NewsletterError
+from ..tls import TlsSetupError, certificate_line, certificate_problem, client_context
 from .smtp_wire import END
 
 log = logging.getLogger(__name__)
 
 SENT, TEMPORARY, PERMANENT = "sent", "temporary", "permanent"
+HELD = "held"  # not tried: the server cannot be used (Mailer.server_down); still due
 
 
 class MailerError(NewsletterError):
-    """A setup problem (no password); str() says which setting to fix."""
+    """A setup problem (no password, a ca_file gone); str() says which setting to fix."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,39 @@ class Outbound:
 @dataclass(frozen=True)
 class Outcome:
     item: Outbound
-    status: str  # SENT | TEMPORARY | PERMANENT
+    status: str  # SENT | TEMPORARY | PERMANENT | HELD
     detail: str = ""
+
+
+# Names a machine has before anyone gave it one: no relay can check them.
+_UNNAMED = {"localhost", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"}
+_LOCAL_ONLY = {"localdomain", "localhost", "local"}
+
+
+def default_helo_name(fqdn: str, from_domain: str) -> str:
+    """The machine's fully qualified name when it has a real one (a dot, a valid host
+    name, not localhost or *.localdomain), else the domain of the From address."""
+    name = fqdn.strip().rstrip(".").lower()
+    labels = name.split(".")
+    if (
+        len(labels) > 1
+        and not domain_problem(name)
+        and labels[0] not in _UNNAMED
+        and labels[-1] not in _LOCAL_ONLY
+    ):
+        return name
+    return from_domain
+
+
+@functools.cache
+def machine_fqdn() -> str:
+    """socket.getfqdn(), asked once: it may wait on a resolver."""
+    return socket.getfqdn()
+
+
+def ehlo_name(settings: SmtpSettings, from_domain: str) -> str:
+    """What the client says in EHLO/HELO: [smtp] helo_name, or `default_helo_name`."""
+    return settings.helo_name or default_helo_name(machine_fqdn(), from_domain)
 
 
 def read_password(settings: SmtpSettings) -> str | None:
@@ -92,12 +135,28 @@ def _classify(err: BaseException) -> tuple[str, str, bool]:
 class Mailer:
     """A pool of SMTP connections fed from one queue."""
 
-    def __init__(self, settings: SmtpSettings, sender: str, password: str | None = None):
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        sender: str,
+        password: str | None = None,
+        *,
+        helo_name: str = "",
+    ):
+        """`helo_name`: what to greet with; "" for `ehlo_name` with the sender's domain."""
         self.settings = settings
         self.sender = sender
         self._mail_from = f"FROM:<{sender}>".encode()
         self.password = password
+        self.helo_name = helo_name or ehlo_name(settings, sender.rpartition("@")[2])
+        self.where = f"{settings.host}:{settings.port}"
         self.server_down: str | None = None
+        self.tls: ssl.SSLContext | None = None
+        if settings.security != "none":
+            try:
+                self.tls = client_context(settings.ca_file, "smtp")
+            except TlsSetupError as err:
+                raise MailerError(str(err)) from None
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -107,6 +166,8 @@ class Mailer:
             timeout=s.timeout_seconds,
             use_tls=s.security == "tls",
             start_tls=True if s.security == "starttls" else False if s.security == "none" else None,
+            tls_context=self.tls,
+            local_hostname=self.helo_name,
         )
         await client.connect()  # EHLO already if it started TLS
         if client.is_ehlo_or_helo_needed:  # our MAIL goes through execute_command
@@ -131,7 +192,7 @@ class Mailer:
                 if item is None:
                     break
                 if self.server_down:
-                    report(Outcome(item, TEMPORARY, self.server_down))
+                    report(Outcome(item, HELD, self.server_down))
                     continue
                 client = await self._deliver(client, item, report, stop)
         finally:
@@ -158,6 +219,16 @@ class Mailer:
                     connecting = False
                 await self._transaction(client, item)
             except Exception as err:
+                failed_check = certificate_problem(err) if connecting else None
+                if failed_check is not None:  # no retry mends it: the admin must act
+                    if self.server_down is None:  # said once, whichever worker met it first
+                        where = f"cannot use the SMTP server {self.where}"
+                        self.server_down = certificate_line(
+                            where, failed_check, "smtp", "host", self.settings.ca_file
+                        )
+                        log.error("smtp: %s; the rest of this run stays pending", self.server_down)
+                    report(Outcome(item, HELD, self.server_down))
+                    return None
                 if connecting:  # greeting, STARTTLS, login: never the recipient's fault
                     status, detail, lost = TEMPORARY, _describe(err), True
                 else:
@@ -177,9 +248,10 @@ class Mailer:
             attempt += 1
             if attempt > self.settings.retries or stop.is_set():
                 if connecting:
-                    where = f"{self.settings.host}:{self.settings.port}"
-                    self.server_down = f"cannot use the SMTP server {where}: {detail}"
+                    self.server_down = f"cannot use the SMTP server {self.where}: {detail}"
                     log.warning("smtp: %s; the rest of this run stays pending", self.server_down)
+                    report(Outcome(item, HELD, self.server_down))
+                    return client
                 report(Outcome(item, TEMPORARY, detail))
                 return client
             delay = self.settings.retry_delay_seconds * 2 ** (attempt - 1)
@@ -253,9 +325,10 @@ def send_all(
     *,
     password: str | None = None,
     stop: threading.Event | None = None,
+    helo_name: str = "",
 ) -> str | None:
     """Synchronous entry point: runs the pool in its own event loop. Returns why the
     server could not be used at all, when that left the rest of the run pending."""
-    mailer = Mailer(settings, sender, password)
+    mailer = Mailer(settings, sender, password, helo_name=helo_name)
     asyncio.run(mailer.send_all(items, report, stop))
     return mailer.server_down
