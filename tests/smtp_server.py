@@ -2,8 +2,8 @@
 
 Tests read `messages` (parsed with the email package, each with the EHLO/HELO
 name its session gave) and how many `connections` were opened, and can make it
-require AUTH, require STARTTLS with a certificate (`tls`: a server context, from
-a throwaway CA in tests/certs.py), refuse recipients (550/451) or messages
+require AUTH, require STARTTLS or speak TLS at once with a certificate (`tls`: a
+server context, from a throwaway CA in tests/certs.py), refuse recipients (550/451) or messages
 (after DATA), close the connection in DATA, answer slowly, greet with 421, or
 stop and start again on the same port (the server "down for a cycle").
 """
@@ -102,10 +102,14 @@ class _Controller(Controller):
 
 class SmtpServer:
     def __init__(
-        self, login: tuple[bytes, bytes] | None = None, tls: ssl.SSLContext | None = None
+        self,
+        login: tuple[bytes, bytes] | None = None,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
         self.login = login  # (user, password) that AUTH must give, or None: no AUTH
-        self.tls = tls  # a server context: STARTTLS offered and required before MAIL
+        self.tls = tls  # a server context: STARTTLS offered and required before MAIL ...
+        self.implicit_tls = implicit_tls  # ... or TLS from the first byte (port 465's way)
         self.port = free_port()
         self.messages: list[Received] = []
         self.refusals: dict[str, str] = {}
@@ -124,7 +128,9 @@ class SmtpServer:
         if self.login is not None:  # AUTH required, over plain loopback (no certificate here)
             auth = {"auth_required": True, "auth_require_tls": False}
             auth["authenticator"] = self._authenticate
-        if self.tls is not None:
+        if self.tls is not None and self.implicit_tls:
+            auth["ssl_context"] = self.tls
+        elif self.tls is not None:
             auth |= {"tls_context": self.tls, "require_starttls": True}
         self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **auth)
         self._controller.start()

@@ -52,13 +52,21 @@ def starttls(server: SmtpServer, **more) -> dict:
 # -- SMTP with a private CA --------------------------------------------------------------
 
 
-def test_starttls_to_a_private_ca_delivers_with_ca_file(make_settings, arxiv_server, tls_smtp, ca):
-    settings = make_settings(keywords=["MLLM"], smtp=starttls(tls_smtp, ca_file=str(ca.ca_file)))
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_a_private_ca_in_ca_file_is_trusted_with_starttls_and_tls(
+    make_settings, arxiv_server, ca, security
+):
+    server = SmtpServer(tls=ca.server_context, implicit_tls=security == "tls")
+    smtp = {"port": server.port, "security": security, "ca_file": str(ca.ca_file)}
+    settings = make_settings(keywords=["MLLM"], smtp=smtp)
     subscribe(settings, "ann@example.org", "MLLM")
     arxiv_server.add(entry("2502.00001", "MLLM one"))
-    report = cycle(settings)
+    try:
+        report = cycle(settings)
+    finally:
+        server.stop()
     assert report.ok and report.delivery.sent == 1, report.delivery.summary()
-    (received,) = tls_smtp.messages
+    (received,) = server.messages
     assert received.to == "ann@example.org"
     # The default EHLO name: the machine's real FQDN, or the domain of [digest] from.
     assert received.helo == default_helo_name(socket.getfqdn(), "example.org")
