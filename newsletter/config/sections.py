@@ -173,7 +173,7 @@ def digest_section(t: TomlTable, base: Path) -> DigestSettings:
             "from", f"one address like 'Name <name@example.org>' ({err})", sender
         ) from None
     d = DigestSettings(sender=sender, sender_address=sender_address)
-    fields = ("count", "keywords", "date")
+    fields = ("count", "keywords", "date", "period")
     if "unsubscribe_url" in t.raw:
         raise ConfigError(
             f"{t.file}: [digest] unsubscribe_url has moved: set [web] public_url (the base URL) "
@@ -216,7 +216,7 @@ def smtp_section(t: TomlTable, base: Path) -> SmtpSettings:
         retry_delay_seconds=t.number("retry_delay_seconds", d.retry_delay_seconds),
         max_bounces=t.integer("max_bounces", d.max_bounces, minimum=1),
         bounce_days=t.number("bounce_days", d.bounce_days, minimum=1),
-        ca_file=_ca_file(t, base, security),
+        ca_file=_ca_file(t, t.path("ca_file", None, base), security),
         helo_name=_helo_name(t),
     )
     if result.port > 65535:
@@ -230,11 +230,7 @@ def smtp_section(t: TomlTable, base: Path) -> SmtpSettings:
     return result
 
 
-def _ca_file(t: TomlTable, base: Path, security: str) -> Path | None:
-    return _checked_ca_file(t, t.path("ca_file", None, base), security)
-
-
-def _checked_ca_file(t: TomlTable, path: Path | None, security: str) -> Path | None:
+def _ca_file(t: TomlTable, path: Path | None, security: str) -> Path | None:
     """A PEM bundle that can be read, checked now so that a wrong path costs a line at
     start; refused without TLS, where it would silently do nothing."""
     if path is None:
@@ -367,16 +363,8 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
         expected = "an ASCII folder name without quotes, backslashes or line breaks"
         raise t.fail("folder", expected, result.folder)
     if result.maildir is not None:
-        imap_only = (
-            "imap_port",
-            "security",
-            "username",
-            "password_env",
-            "password_file",
-            "folder",
-            "ca_file",
-        )
-        stray = [k for k in imap_only if k in t.raw]
+        imap_only = ("imap_port", "security", "username", "password_env", "password_file", "folder")
+        stray = [k for k in (*imap_only, "ca_file") if k in t.raw]
         if stray:
             expected = "left out when mail is read from maildir (it is for IMAP)"
             raise t.fail(stray[0], expected, t.raw[stray[0]])
@@ -387,7 +375,7 @@ def inbox_section(t: TomlTable, base: Path, digest: DigestSettings) -> InboxSett
             "password_env",
             "set (or password_file) when imap_host is set; the password never goes in this file",
         )
-    _checked_ca_file(t, result.ca_file, result.security)
+    _ca_file(t, result.ca_file, result.security)
     return result
 
 
