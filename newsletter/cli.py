@@ -20,9 +20,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+from zoneinfo import ZoneInfo
 
 from . import __version__
 from .addresses import address_key
+from .cadence import DAILY, WEEKLY, Cadence, CadenceError, parse_cadence
 from .config import SETTINGS_ENV, Settings, load_settings, settings_path
 from .errors import EXIT_FAILED, NewsletterError, UsageError
 from .logs import printable, setup_logging
@@ -82,7 +84,22 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _cadence(args: argparse.Namespace) -> Cadence | None:
+    """The cadence the options ask for; None: keep the file's (daily for a new one)."""
+    if args.daily and args.weekday:
+        raise UsageError("newsletter subscribe: --weekday is for --weekly digests, not --daily")
+    if args.daily:
+        return Cadence(DAILY)
+    if not (args.weekly or args.weekday):
+        return None
+    try:
+        return parse_cadence(WEEKLY, args.weekday or "")
+    except CadenceError as err:
+        raise UsageError(f"newsletter subscribe: --weekday {err}") from None
+
+
 def cmd_subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    cadence = _cadence(args)
     try:
         subscriber, created = save_subscriber(
             settings.subscribers.dir,
@@ -91,11 +108,16 @@ def cmd_subscribe(settings: Settings, args: argparse.Namespace) -> int:
             settings.keyword_names,
             name=args.name,
             restart=_is_bouncing(settings, args.email),
+            cadence=cadence,
         )
     except SubscriberError as err:
         raise UsageError(f"{shown(args.email)}: {err}") from None
     verb = "subscribed" if created else "updated"
-    say(f"{subscriber.email}: {verb} to {', '.join(subscriber.keywords)} ({subscriber.file})")
+    keywords = ", ".join(subscriber.keywords)
+    say(
+        f"{subscriber.email}: {verb} to {keywords}, {subscriber.cadence.describe()} "
+        f"({subscriber.file})"
+    )
     return EXIT_OK
 
 
@@ -146,7 +168,8 @@ def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
                 )
         name = f" ({subscriber.name})" if subscriber.name else ""
         keywords = ", ".join(subscriber.keywords)
-        say(f"{subscriber.email}{name}: {keywords}; last delivery {last}; {state}")
+        cadence = subscriber.cadence.describe()
+        say(f"{subscriber.email}{name}: {keywords}; {cadence}; last delivery {last}; {state}")
     for problem in roster.problems:
         say(f"skipped: {problem}", file=sys.stderr)
     say(f"{len(roster.subscribers)} subscribers, {len(roster.problems)} files skipped")
@@ -154,21 +177,26 @@ def cmd_subscribers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_preview(settings: Settings, args: argparse.Namespace) -> int:
-    from .sending.preview import preview
+    from .sending.preview import preview_next
 
     try:
-        html, text, subject = preview(settings, args.email)
+        found = preview_next(settings, args.email)
     except SubscriberError as err:
         raise UsageError(f"{shown(args.email)}: {err}") from None
-    if html is None:
-        say(f"{args.email}: nothing new for this subscriber; no digest would be sent")
+    zone = ZoneInfo(settings.schedule.timezone)
+    at = found.goes_out.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    when = f"{found.cadence}; next digest at the cycle of {at} ({settings.schedule.timezone})"
+    if found.html is None or found.text is None:
+        say(f"{args.email}: nothing new for this subscriber; no digest would be sent ({when})")
         return EXIT_OK
-    body = text if args.text else html
+    body = found.text if args.text else found.html
     if args.out:
         Path(args.out).write_text(body, encoding="utf-8")
-        say(f"{args.email}: {subject} -> {args.out}")
+        say(f"{args.email}: {found.subject} -> {args.out}")
+        say(f"{args.email}: {when}")
     else:
         sys.stdout.write(body)
+        say(f"{args.email}: {when}", file=sys.stderr)  # stdout is the digest alone
     return EXIT_OK
 
 
@@ -358,19 +386,35 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe = commands.add_parser(
         "subscribe",
         parents=[common],
-        help="add a subscriber, or change their keywords",
+        help="add a subscriber, or change their keywords or cadence",
         description="Create or update the subscriber's file in the subscribers directory. "
-        "A new subscriber's first digest is a welcome issue with the latest papers.",
+        "A new subscriber's first digest is a welcome issue with the latest papers, "
+        "whatever the cadence.",
     )
     subscribe.add_argument("email", help="one address, like name@example.org")
     subscribe.add_argument(
         "--keyword",
         action="append",
-        required=True,
         metavar="NAME",
-        help="a keyword name from settings.toml (repeat for several; case does not matter)",
+        help="a keyword name from settings.toml (repeat for several; case does not matter); "
+        "needed for a new subscriber, left out to keep an existing one's",
     )
     subscribe.add_argument("--name", help="how to greet them (optional)")
+    how_often = subscribe.add_mutually_exclusive_group()
+    how_often.add_argument(
+        "--daily", action="store_true", help="a digest at every cycle with news (the default)"
+    )
+    how_often.add_argument(
+        "--weekly",
+        action="store_true",
+        help="one digest a week, at the first cycle on or after --weekday, with every new "
+        "paper since the last",
+    )
+    subscribe.add_argument(
+        "--weekday",
+        metavar="DAY",
+        help="the weekly digest's day, in [schedule] timezone (default monday); implies --weekly",
+    )
     subscribe.set_defaults(handler=cmd_subscribe)
 
     unsubscribe = commands.add_parser(

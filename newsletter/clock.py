@@ -7,7 +7,7 @@ on the `schedule` library.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from .config import ScheduleSettings
@@ -46,3 +46,14 @@ def missed_since(
     if last_finished is None:
         return False
     return previous_due(settings, now) > last_finished
+
+
+def first_due_from(settings: ScheduleSettings, day: date, now: datetime | None = None) -> datetime:
+    """The first scheduled instant after `now` (UTC) on or after `day` in the schedule's
+    zone: when a weekly digest due on `day` goes out."""
+    now = now or datetime.now(UTC)
+    first = next_due(settings, now)
+    zone = ZoneInfo(settings.timezone)
+    if first.astimezone(zone).date() >= day:
+        return first
+    return min(datetime.combine(day, at, tzinfo=zone) for at in _times(settings)).astimezone(UTC)

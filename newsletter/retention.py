@@ -2,8 +2,10 @@
 
 For each keyword in settings, newest first by the first version's time:
 - its table (`archive.max_papers`) and a welcome issue (`digest.max_papers_per_keyword`);
-- for every delivery still pending since cycle L, the newest
-  `max_papers_per_keyword` first seen after L (what `select_new` can pick);
+- for every delivery still pending since cycle L (a weekly digest waiting for
+  its weekday, however long; a temporary failure; a cycle stopped before its
+  mail), the newest `max_papers_per_keyword` first seen after L (what
+  `select_new` can pick);
 - with `rotate`, all of them while this cycle's monthly pages are not written.
 Everything else becomes a seen id at the end of the cycle, so the working set
 follows keywords and subscribers, not the years behind them.

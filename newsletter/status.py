@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .cadence import local_today
 from .clock import next_due
 from .config import Settings
 from .files import InstanceLock
@@ -63,7 +64,8 @@ def gather(settings: Settings, now: datetime | None = None) -> dict[str, Any]:
                 disk["backup"] = {"path": str(backup), "bytes": _size(backup)}
             for cycle in store.cycles.all()[-RECENT_CYCLES:]:
                 cycles.append(cycle | {"seconds": _duration(cycle)})
-            groups, _, _ = plan_all(settings, store, roster)
+            today = local_today(settings.schedule.timezone, now)
+            groups, _, _ = plan_all(settings, store, roster, today)
             pending = sum(len(members) for members in groups.members.values())
             for subscriber in roster.subscribers:
                 delivery = store.deliveries.get(subscriber.key)

@@ -15,13 +15,14 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
 
 from .addresses import AddressError, address_key, normalize_address
+from .cadence import DAILY, Cadence, CadenceError, parse_cadence
 from .errors import NewsletterError
 from .files import write_atomic
 
@@ -33,7 +34,7 @@ MAX_NAME = 100
 # systems allow 255 bytes a name: a longer one could not even be looked up
 # (ENAMETOOLONG), nor its temp file (".NAME.PID.tmp") written.
 MAX_FILE_NAME = 100
-KNOWN_KEYS = {"email", "name", "keywords", "source", "created", "confirmed"}
+KNOWN_KEYS = {"email", "name", "keywords", "source", "created", "confirmed", "cadence", "weekday"}
 
 
 class SubscriberError(NewsletterError):
@@ -49,6 +50,7 @@ class Subscriber:
     created: str = ""  # ISO time the subscription started; a new one means a new welcome
     confirmed: str = ""
     file: Path | None = None
+    cadence: Cadence = field(default_factory=Cadence)  # daily unless the file says weekly
 
     @property
     def key(self) -> str:
@@ -139,7 +141,26 @@ def parse_subscriber(path: Path, known: Sequence[str]) -> Subscriber:
         created=texts["created"],
         confirmed=texts["confirmed"],
         file=path,
+        cadence=read_cadence(raw),
     )
+
+
+def read_cadence(raw: dict[str, object]) -> Cadence:
+    """`cadence` and `weekday` of a file's table; absent, the digest is daily. A bad value
+    is a SubscriberError naming the key."""
+    every, weekday = raw.get("cadence", DAILY), raw.get("weekday", "")
+    if not isinstance(every, str):
+        raise SubscriberError('cadence must be "daily" or "weekly"')
+    if not isinstance(weekday, str):
+        raise SubscriberError('weekday must be a day of the week like "friday"')
+    try:
+        parse_cadence(every)
+    except CadenceError as err:
+        raise SubscriberError(f"cadence {err}") from None
+    try:
+        return parse_cadence(every, weekday)
+    except CadenceError as err:
+        raise SubscriberError(f"weekday {err}") from None
 
 
 @dataclass(frozen=True)
@@ -195,6 +216,9 @@ def render_subscriber(subscriber: Subscriber) -> str:
     if subscriber.name:
         table["name"] = subscriber.name
     table["keywords"] = list(subscriber.keywords)
+    if subscriber.cadence.weekly:  # daily, the default, is left out: files stay as they were
+        table["cadence"] = subscriber.cadence.every
+        table["weekday"] = subscriber.cadence.weekday
     for key in ("source", "created", "confirmed"):
         value = getattr(subscriber, key)
         if value:
@@ -235,27 +259,42 @@ def now_iso() -> str:
 def save_subscriber(
     directory: Path,
     address: str,
-    keywords: Sequence[str],
+    keywords: Sequence[str] | None,
     known: Sequence[str],
     *,
     name: str | None = None,
     source: str = "cli",
     confirmed: str = "",
     restart: bool = False,
+    cadence: Cadence | None = None,
 ) -> tuple[Subscriber, bool]:
     """Create or update a subscription; returns it and whether it is new.
 
     An update keeps the subscription's start time, so the person keeps their
     delivery history; a new file, or `restart`, starts a new one (and a welcome issue).
+    `keywords` or `cadence` None keeps the file's (a new subscription must name keywords;
+    its cadence is then daily).
     """
     try:
         address = normalize_address(address)
     except AddressError as err:
         raise SubscriberError(str(err)) from None
-    chosen = canonical_keywords(keywords, known)
     directory.mkdir(parents=True, exist_ok=True)
     path = find_file(directory, address)
     old = _read_raw(path) if path is not None else {}
+    if keywords is None:
+        kept_keywords = old.get("keywords")
+        if not old:
+            canonical_keywords((), known)  # raises: choose at least one keyword
+        if not isinstance(kept_keywords, list):
+            raise SubscriberError('keywords must be a list of keyword names, like ["MLLM"]')
+        keywords = [k for k in kept_keywords if isinstance(k, str)]
+    chosen = canonical_keywords(keywords, known)
+    if cadence is None:
+        try:
+            cadence = read_cadence(old)
+        except SubscriberError:
+            cadence = Cadence()  # a broken value by hand: this save writes a good one
     path = path or directory / file_name(address)
 
     def kept(key: str, fallback: str) -> str:
@@ -270,6 +309,7 @@ def save_subscriber(
         created=now_iso() if restart else kept("created", now_iso()),
         confirmed=confirmed or kept("confirmed", ""),
         file=path,
+        cadence=cadence,
     )
     write_atomic(path, render_subscriber(subscriber).encode(), name="subscriber")
     return subscriber, not old

@@ -4,7 +4,11 @@ The process kills itself at a named crash point (NEWSLETTER_CRASH_AT, see
 newsletter/crashpoints.py), so every case is deterministic. After the next
 cycle, for every kill point: each subscriber has every paper due to them, at
 most one message went out twice (the one in flight), the store loads, and the
-archive is complete and well-formed.
+archive is complete and well-formed. Weekly subscribers (Mondays) are among
+them: their welcome issue goes out on Saturday 2025-03-01; the killed cycle runs
+on the real clock, long after, so their weekly digest is due and sent in it as
+the others are; the cycle after the kill runs on Monday 2025-03-03, when it is
+still due if the kill came first, and not again if it went out.
 """
 
 from __future__ import annotations
@@ -17,18 +21,23 @@ from datetime import date
 
 import pytest
 from arxiv_server import entry
-from conftest import cli_command, cli_env, run_cli, subscribe
+from conftest import cli_command, cli_env, run_cli
 from digest_reader import paper_ids
 from test_archive import gfm_cells
 
+from newsletter.cadence import Cadence
 from newsletter.cycle import run_cycle
 from newsletter.store import Store
+from newsletter.subscribers import save_subscriber
 
 PEOPLE = {
     "hal@example.org": ("Hallucination",),
     "mel@example.org": ("MLLM",),
     "both@example.org": ("Hallucination", "MLLM"),
+    "wes@example.org": ("Hallucination", "MLLM"),
+    "wen@example.org": ("MLLM",),
 }
+WEEKLY = {"wes@example.org", "wen@example.org"}
 FIRST = [
     entry("2502.00001", "Hallucination first A", day="2025-02-01"),
     entry("2502.00002", "Hallucination first B", day="2025-02-02"),
@@ -85,10 +94,13 @@ def test_kill_anywhere_then_run_again_loses_nothing(
 ):
     settings = make_settings(smtp={"max_connections": 1})
     for email, keywords in PEOPLE.items():
-        subscribe(settings, email, *keywords)
+        cadence = Cadence("weekly", "monday") if email in WEEKLY else None
+        save_subscriber(
+            settings.subscribers.dir, email, keywords, settings.keyword_names, cadence=cadence
+        )
     arxiv_server.add(*FIRST)
     with Store(settings.store.path) as store:
-        assert run_cycle(settings, store, today=date(2025, 3, 1)).delivery.sent == 3
+        assert run_cycle(settings, store, today=date(2025, 3, 1)).delivery.sent == len(PEOPLE)
     smtp_server.messages.clear()
 
     arxiv_server.add(*SECOND)

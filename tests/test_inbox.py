@@ -265,7 +265,7 @@ def test_bounce_reports_count_once_and_only_when_they_answer_our_digest_to_that_
         r"gone@example.org: MLLM; .*bouncing \(2 refusals: bounce report: 5.1.1 smtp; 550 5.1.1",
         listing.stdout,
     )
-    assert "ok@example.org: MLLM; last delivery" in listing.stdout
+    assert "ok@example.org: MLLM; daily; last delivery" in listing.stdout
     status = run_cli("--settings", str(settings.file), "status")
     assert "bouncing: gone@example.org (2 refusals" in status.stdout
 

@@ -163,13 +163,13 @@ def test_subscribers_lists_state(make_settings, arxiv_server):
     subscribe(settings, "ann@example.org", "MLLM", name="Ann")
     result = cli(settings, "subscribers")
     assert (
-        "ann@example.org (Ann): MLLM; last delivery never; new (welcome issue next)"
+        "ann@example.org (Ann): MLLM; daily; last delivery never; new (welcome issue next)"
         in result.stdout
     )
     arxiv_server.add(entry("2502.00001", "MLLM one"))
     cli(settings, "run", "--once")
     result = cli(settings, "subscribers")
-    assert "ann@example.org (Ann): MLLM; last delivery 20" in result.stdout
+    assert "ann@example.org (Ann): MLLM; daily; last delivery 20" in result.stdout
     assert "(cycle 1); active" in result.stdout
     assert "1 subscribers, 0 files skipped" in result.stdout
 

@@ -173,7 +173,7 @@ def digest_section(t: TomlTable, base: Path) -> DigestSettings:
             "from", f"one address like 'Name <name@example.org>' ({err})", sender
         ) from None
     d = DigestSettings(sender=sender, sender_address=sender_address)
-    fields = ("count", "keywords", "date")
+    fields = ("count", "keywords", "date", "period")
     if "unsubscribe_url" in t.raw:
         raise ConfigError(
             f"{t.file}: [digest] unsubscribe_url has moved: set [web] public_url (the base URL) "

@@ -65,7 +65,7 @@ class DigestSettings:
     sender: str  # digest.from, as written: "Daily Papers <papers@example.org>"
     sender_address: str
     templates: Path | None = None  # None: the templates shipped in the package
-    subject: str = "[Daily Papers] {count} new papers: {keywords} ({date})"
+    subject: str = "[Daily Papers] {count} new papers: {keywords} ({period})"
     welcome_subject: str = "[Daily Papers] Welcome: {count} recent papers: {keywords}"
     max_papers_per_keyword: int = 20
     max_html_bytes: int = 95_000

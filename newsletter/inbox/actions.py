@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from email.utils import formataddr
 
 from ..addresses import address_key, mailbox_key
+from ..cadence import Cadence, CadenceError, parse_cadence
 from ..config import Settings
 from ..files import LostLock
 from ..store import BouncePolicy, PendingRequest, Store, StoreError
@@ -52,6 +53,7 @@ from ..subscribers import (
 )
 from ..tokens import Tokens, check_secret, is_digest_to, legacy_cutoff
 from .commands import (
+    CADENCE,
     CODE_LENGTH,
     CONFIRM,
     HELP,
@@ -66,6 +68,7 @@ from .parse import Incoming, message_key, parse_incoming
 from .replies import (
     Reply,
     Voice,
+    already_cadence_reply,
     already_reply,
     build_reply,
     confirm_request,
@@ -220,6 +223,7 @@ class Inbox:
         handlers: dict[str, Callable[[Incoming, Command], str]] = {
             SUBSCRIBE: self._subscribe,
             KEYWORDS: self._keywords,
+            CADENCE: self._cadence,
             UNSUBSCRIBE: self._unsubscribe,
             TOKEN_UNSUBSCRIBE: self._token_unsubscribe,
             CONFIRM: self._confirm,
@@ -272,6 +276,24 @@ class Inbox:
             return "keywords unchanged"
         return self._ask(incoming, KEYWORDS, keywords)
 
+    def _cadence(self, incoming: Incoming, command: Command) -> str:
+        """`daily`, `weekly`, `weekly friday`: the sender's own cadence, confirmed by a code
+        as a keyword change is."""
+        sender = self._from(incoming)
+        current = self.subscribers.get(address_key(sender))
+        if current is None:
+            self._reply(incoming, not_subscribed_reply(self.voice, sender))
+            return "cadence asked by someone not subscribed"
+        try:
+            cadence = parse_cadence(command.cadence, command.weekday)
+        except CadenceError as err:  # the grammar lets only weekdays through; kept honest
+            self._reply(incoming, help_reply(self.voice, sender, understood=False))
+            return f"refused: {err}"
+        if cadence == current.cadence:
+            self._reply(incoming, already_cadence_reply(self.voice, sender, cadence.describe()))
+            return f"already {cadence.describe()}"
+        return self._ask(incoming, CADENCE, (), cadence)
+
     def _unsubscribe(self, incoming: Incoming, command: Command) -> str:
         sender = self._from(incoming)
         if address_key(sender) not in self.subscribers:
@@ -304,6 +326,11 @@ class Inbox:
         # tried again at the next poll with the request still pending.
         if request.action == UNSUBSCRIBE:
             self._remove(request.email)
+        elif request.action == CADENCE and request.key not in self.subscribers:
+            # Unsubscribed since the request: there is nothing to change.
+            self.store.inbox.drop_pending(request.key)
+            self._reply(incoming, not_subscribed_reply(self.voice, request.email), True)
+            return "confirmed, but not subscribed any more"
         else:
             try:
                 self._save(request)
@@ -312,9 +339,12 @@ class Inbox:
                 self._reply(incoming, keywords_reply(self.voice, request.email), True)
                 return f"confirmed, but refused: {err}"
         self.store.inbox.drop_pending(request.key)
-        done = done_reply(self.voice, request.email, request.action, request.keywords)
+        cadence = _requested_cadence(request)
+        described = cadence.describe() if cadence else ""
+        done = done_reply(self.voice, request.email, request.action, request.keywords, described)
         self._reply(incoming, done, True)
-        return f"confirmed: {request.action} {', '.join(request.keywords)}".rstrip()
+        what = described or ", ".join(request.keywords)
+        return f"confirmed: {request.action} {what}".rstrip()
 
     def _bounces(self, incoming: Incoming) -> str:
         """A bounce report: counted for the subscriber whose digest it returns, once per
@@ -384,11 +414,19 @@ class Inbox:
         log.info("inbox: %s was bouncing and wrote to the list: digests are tried again", address)
         return "; was bouncing, tried again"
 
-    def _ask(self, incoming: Incoming, action: str, keywords: tuple[str, ...]) -> str:
+    def _ask(
+        self,
+        incoming: Incoming,
+        action: str,
+        keywords: tuple[str, ...],
+        cadence: Cadence | None = None,
+    ) -> str:
         """Save a pending request and mail its code to the From address (and only there)."""
         sender = self._from(incoming)
         code = new_code()
-        if not self._reply(incoming, confirm_request(self.voice, sender, action, keywords, code)):
+        described = cadence.describe() if cadence else ""
+        asked = confirm_request(self.voice, sender, action, keywords, code, described)
+        if not self._reply(incoming, asked):
             return f"{action}: not asked (over a reply limit)"
         try:
             name = check_name(incoming.sender_name)
@@ -406,20 +444,24 @@ class Inbox:
                 ),
                 keywords=keywords,
                 name=name,
+                cadence=cadence.every if cadence else "",
+                weekday=cadence.weekday if cadence else "",
             )
         )
-        return f"{action} {', '.join(keywords)}: confirmation asked".replace("  ", " ")
+        what = described or ", ".join(keywords)
+        return f"{action} {what}: confirmation asked".replace("  ", " ")
 
     def _save(self, request: PendingRequest) -> None:
         subscriber, _ = save_subscriber(
             self.settings.subscribers.dir,
             request.email,
-            request.keywords,
+            request.keywords if request.action != CADENCE else None,
             self.settings.keyword_names,
             name=request.name or None,
             source="email",
             confirmed=self.now.isoformat(timespec="seconds") if request.action == SUBSCRIBE else "",
             restart=self.store.deliveries.is_bouncing(address_key(request.email)),
+            cadence=_requested_cadence(request),
         )
         self.subscribers[subscriber.key] = subscriber
 
@@ -456,3 +498,10 @@ class Inbox:
         )
         self.store.inbox.queue_reply(reply.recipient, message.as_bytes(), self.now)
         return True
+
+
+def _requested_cadence(request: PendingRequest) -> Cadence | None:
+    """The cadence a confirmed request sets; None: the subscriber's stays (other requests)."""
+    if request.action != CADENCE:
+        return None
+    return parse_cadence(request.cadence, request.weekday)

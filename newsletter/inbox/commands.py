@@ -5,6 +5,7 @@ grammar is the mailing-list one, case-insensitive:
 
     subscribe Hallucination, MLLM     subscribe all
     keywords Reasoning, MLLM          keywords all
+    weekly    weekly friday           daily
     unsubscribe                       help
 
 plus the two that carry a secret: "unsubscribe TOKEN" (the subject of every
@@ -18,10 +19,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..cadence import DAILY, WEEKDAYS, WEEKLY
 from ..tokens import TOKEN_LENGTH
 
 SUBSCRIBE, KEYWORDS, UNSUBSCRIBE, HELP = "subscribe", "keywords", "unsubscribe", "help"
-CONFIRM, TOKEN_UNSUBSCRIBE = "confirm", "token-unsubscribe"
+CONFIRM, TOKEN_UNSUBSCRIBE, CADENCE = "confirm", "token-unsubscribe", "cadence"
 
 CODE_LENGTH = 26  # base32 characters of a confirmation code (130 random bits)
 
@@ -29,6 +31,13 @@ _CONFIRM = re.compile(rf"\bconfirm[\s:#-]+([a-z2-7]{{{CODE_LENGTH}}})\b", re.I)
 _TOKEN = re.compile(rf"^unsubscribe\s+([a-z2-7]{{{TOKEN_LENGTH}}})\b", re.I)
 _REPLY_PREFIX = re.compile(
     r"^\s*((re|fwd?|aw|wg|sv|vs|antw|tr)\s*(\[\d+\])?\s*:\s*|\[[^\]]*\]\s*)+", re.I
+)
+# "daily" alone, "weekly", "weekly friday", "weekly on fri", "weekly: Fridays": the whole
+# line, so that a subject like "Daily Papers: commands" is never read as one.
+_CADENCE = re.compile(
+    rf"^(?:(daily)|(weekly)(?::?\s+(?:on\s+)?({'|'.join(WEEKDAYS)}|"
+    rf"{'|'.join(w[:3] for w in WEEKDAYS)})s?)?)[.!]?$",
+    re.I,
 )
 _VERBS = {
     "subscribe": SUBSCRIBE,
@@ -50,6 +59,8 @@ class Command:
     secret: str = ""  # the confirmation code or unsubscribe token
     understood: bool = True  # False: nothing recognisable, answered with help
     said: str = ""  # the line the command was read from, for the reply
+    cadence: str = ""  # CADENCE: "daily" or "weekly"
+    weekday: str = ""  # as written ("fri"); "" for the default
 
 
 def strip_reply_prefixes(subject: str) -> str:
@@ -63,6 +74,10 @@ def parse_line(line: str) -> Command | None:
     match = _TOKEN.match(line)
     if match:
         return Command(TOKEN_UNSUBSCRIBE, secret=match.group(1).lower(), said=line)
+    match = _CADENCE.match(line)
+    if match:
+        every = DAILY if match.group(1) else WEEKLY
+        return Command(CADENCE, cadence=every, weekday=match.group(3) or "", said=line)
     word, _, rest = line.partition(" ")
     verb = _VERBS.get(word.lower().rstrip(":"))
     if verb is None:

@@ -43,6 +43,9 @@ class Voice:
             "  subscribe KEYWORD, KEYWORD   get a digest of new papers on those keywords\n"
             "  subscribe all                every keyword\n"
             "  keywords KEYWORD, KEYWORD    change your keywords (or: keywords all)\n"
+            "  weekly                       one digest a week, on Mondays, with every new paper\n"
+            "  weekly friday                the same, on another day\n"
+            "  daily                        a digest every day there is news (the default)\n"
             "  unsubscribe                  stop the digests\n"
             "  help                         this list\n\n"
             f"Keywords: {', '.join(self.keywords)}\n"
@@ -66,12 +69,14 @@ def help_reply(voice: Voice, to: str, understood: bool = True) -> Reply:
 
 
 def confirm_request(
-    voice: Voice, to: str, action: str, keywords: Sequence[str], code: str
+    voice: Voice, to: str, action: str, keywords: Sequence[str], code: str, cadence: str = ""
 ) -> Reply:
+    """`cadence`: for a cadence change, what it becomes ("weekly on Friday")."""
     asked = {
         "subscribe": f"to subscribe {to} to {voice.list_name} ({_names(keywords)})",
         "keywords": f"to change the keywords of {to} to {_names(keywords)}",
         "unsubscribe": f"to unsubscribe {to} from {voice.list_name}",
+        "cadence": f"that {to} get {voice.list_name} {cadence}",
     }[action]
     body = (
         f"Someone, probably you, asked {asked}.\n\n"
@@ -82,7 +87,17 @@ def confirm_request(
     return Reply(to, f"{voice.list_name}: please confirm (confirm {code})", body)
 
 
-def done_reply(voice: Voice, to: str, action: str, keywords: Sequence[str]) -> Reply:
+def done_reply(
+    voice: Voice, to: str, action: str, keywords: Sequence[str], cadence: str = ""
+) -> Reply:
+    if action == "cadence":
+        return Reply(
+            to,
+            f"{voice.list_name}: digests now {cadence}",
+            f"{to} now gets {voice.list_name} {cadence}, from the next cycle on. The next\n"
+            "digest holds every new paper since the last one; none is lost or sent twice.\n\n"
+            + voice.commands(),
+        )
     if action == "unsubscribe":
         return Reply(
             to,
@@ -125,6 +140,14 @@ def already_reply(voice: Voice, to: str, keywords: Sequence[str]) -> Reply:
         f"{voice.list_name}: already subscribed",
         f"{to} is already subscribed to {_names(keywords)}; nothing changed.\n\n"
         + voice.commands(),
+    )
+
+
+def already_cadence_reply(voice: Voice, to: str, cadence: str) -> Reply:
+    return Reply(
+        to,
+        f"{voice.list_name}: already {cadence}",
+        f"{to} already gets {voice.list_name} {cadence}; nothing changed.\n\n" + voice.commands(),
     )
 
 

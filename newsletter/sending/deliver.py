@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from ..cadence import local_today
 from ..config import Settings
 from ..store import BouncePolicy, Store
 from ..subscribers import Roster, Subscriber, load_subscribers
@@ -35,6 +36,7 @@ class DeliveryReport:
     bouncing: int = 0  # skipped: marked bouncing after max_bounces refusals
     skipped: int = 0  # subscriber files with problems
     nothing_new: int = 0
+    waiting: int = 0  # weekly subscribers whose weekday has not come yet
     digests: int = 0  # distinct digests: each rendered once, however many get it
     renders: int = 0  # jinja2 + premailer passes (more than digests when one is trimmed)
     error: str = ""  # the SMTP server could not be used: the pending stay for the next cycle
@@ -43,6 +45,7 @@ class DeliveryReport:
         return (
             f"mail: sent {self.sent}, pending {self.pending}, bounced {self.bounced}, "
             f"bouncing {self.bouncing}, skipped {self.skipped}"
+            + (f", weekly not due yet {self.waiting}" if self.waiting else "")
             + (f"; FAILED: {self.error}" if self.error else "")
         )
 
@@ -94,15 +97,22 @@ def deliver_digests(
 ) -> DeliveryReport:
     """Send every subscriber the digest due to them and record what happened; `roster` is
     the subscriber files as the cycle read them (read here when not given), `secret` the
-    token secret (checked here when not given)."""
+    token secret (checked here when not given). `today`, when given, is also the day
+    weekly cadences are counted on (tests); else that is the date in [schedule] timezone."""
     day = today or datetime.now(UTC).date()
+    local_day = today or local_today(settings.schedule.timezone)
     if roster is None:
         roster = load_subscribers(settings.subscribers.dir, settings.keyword_names)
     for problem in roster.problems:
         log.warning("subscribers: %s", problem)
-    groups, bouncing, nothing = plan_all(settings, store, roster)
+    groups, bouncing, nothing = plan_all(settings, store, roster, local_day)
     if not groups.members:
-        return DeliveryReport(bouncing=bouncing, skipped=len(roster.problems), nothing_new=nothing)
+        return DeliveryReport(
+            bouncing=bouncing,
+            skipped=len(roster.problems),
+            nothing_new=nothing,
+            waiting=groups.waiting,
+        )
 
     if secret is None:
         secret = check_secret(settings.web.secret_file, store.links_mailed())
@@ -127,7 +137,7 @@ def deliver_digests(
         show(f"mail: {counts[SENT]} sent, {sum(counts.values())}/{due} done")
         key = outcome.item.key
         if outcome.status == SENT:
-            store.deliveries.record_sent(key, since[key], cycle)
+            store.deliveries.record_sent(key, since[key], cycle, local_day.isoformat())
             return
         if outcome.status == HELD:  # the server is unusable: said once, as the run's error
             return
@@ -166,6 +176,7 @@ def deliver_digests(
         bouncing=bouncing,
         skipped=len(roster.problems),
         nothing_new=nothing,
+        waiting=groups.waiting,
         digests=len(groups.members),
         renders=renderer.renders,
         error=server_down or "",

@@ -156,6 +156,11 @@ def _dates(paper: Paper) -> str:
     return f"v{paper.version} · updated {paper.updated.date().isoformat()} · first {first}"
 
 
+def _period(digest: Digest, day: date) -> str:
+    """`{period}`: a weekly digest's "weekly, FIRST to LAST"; a daily one's date."""
+    return digest.period.text() if digest.period is not None else day.isoformat()
+
+
 def template_texts(folder: Path | None) -> dict[str, str]:
     """The digest's three files: each from `folder` when it has one of that name, else the
     one shipped in the package (so a folder may override only the stylesheet, say)."""
@@ -217,7 +222,10 @@ class Renderer:
     def _subject(self, digest: Digest, day: date) -> str:
         template = self.welcome_subject if digest.welcome else self.subject
         return template.format(
-            count=digest.count, keywords=", ".join(digest.keywords), date=day.isoformat()
+            count=digest.count,
+            keywords=", ".join(digest.keywords),
+            date=day.isoformat(),
+            period=_period(digest, day),
         )
 
     def _context(
@@ -233,6 +241,7 @@ class Renderer:
             "subscribed": subscribed,
             "subject": self._subject(digest, day),
             "date": day.isoformat(),
+            "period": _period(digest, day),
             "css": self.css,
             "archive_url": self.archive_url,
             "unsubscribe_address": self.unsubscribe_address,

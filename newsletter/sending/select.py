@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from ..cadence import Period
 from ..papers import StoredPaper, newest_after, order_key
 
 
@@ -30,6 +31,7 @@ class Section:
 class Digest:
     sections: tuple[Section, ...]
     welcome: bool = False
+    period: Period | None = None  # the days a weekly digest covers; None: a daily one
 
     @property
     def count(self) -> int:
@@ -134,4 +136,4 @@ def keep_only(digest: Digest, kept: set[str]) -> Digest:
     for s in digest.sections:
         items = tuple(i for i in s.items if i.stored.paper.id in kept)
         sections.append(Section(s.keyword, items, s.more + len(s.items) - len(items)))
-    return Digest(tuple(sections), digest.welcome)
+    return replace(digest, sections=tuple(sections))

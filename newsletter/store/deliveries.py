@@ -18,7 +18,7 @@ from .journal import Journal
 from .records import Delivery
 
 DELIVERY_FIELDS = [f.name for f in fields(Delivery)]
-ADDED_FIELDS = ("bounce_log",)  # absent from records an earlier release wrote
+ADDED_FIELDS = ("bounce_log", "last_day")  # absent from records an earlier release wrote
 FLUSH_EVERY = 10_000
 # Bounce reports arrive after the relay accepted the digest, so an accepted
 # digest does not reset a count that bounce reports raised within this time
@@ -52,8 +52,8 @@ class Deliveries:
         }
         self.journal = journal
         self._changed: set[str] = set()
-        for key, since, cycle, at in journal.read():
-            self._apply_sent(key, since, cycle, at)
+        for key, since, cycle, at, day in journal.read():
+            self._apply_sent(key, since, cycle, at, day)
 
     @property
     def unsaved(self) -> bool:
@@ -70,23 +70,27 @@ class Deliveries:
         delivery = self.records.get(key)
         return delivery is not None and delivery.state == "bouncing"
 
-    def _apply_sent(self, key: str, since: str, cycle: int, at: str) -> None:
+    def _apply_sent(self, key: str, since: str, cycle: int, at: str, day: str = "") -> None:
         old = self.records.get(key)
         same = old is not None and old.since == since
         last = old.last_cycle if same else 0
-        new = Delivery(key=key, since=since, last_cycle=max(last, cycle), last_sent=at)
+        if same and cycle < last:  # a line older than the record (never written so)
+            day = old.last_day
+        new = Delivery(
+            key=key, since=since, last_cycle=max(last, cycle), last_sent=at, last_day=day
+        )
         if same and old.last_bounce and _age(old.last_bounce, at) < BOUNCE_MEMORY:
-            new = replace(old, last_cycle=new.last_cycle, last_sent=at, failures=0)
+            new = replace(old, last_cycle=new.last_cycle, last_sent=at, last_day=day, failures=0)
         self.records[key] = new
         self._changed.add(key)
 
-    def record_sent(self, key: str, since: str, cycle: int) -> None:
-        """Called right after the server accepted a message. The journal line makes it
-        survive a kill at once; the state file is written at the end of the phase
-        (`flush`) or after FLUSH_EVERY lines."""
+    def record_sent(self, key: str, since: str, cycle: int, day: str = "") -> None:
+        """Called right after the server accepted a message; `day` is the cycle's date in
+        the schedule's zone. The journal line makes it survive a kill at once; the state
+        file is written at the end of the phase (`flush`) or after FLUSH_EVERY lines."""
         at = now_iso()
-        self.journal.append(key, since, cycle, at)
-        self._apply_sent(key, since, cycle, at)
+        self.journal.append(key, since, cycle, at, day)
+        self._apply_sent(key, since, cycle, at, day)
         if self.journal.lines >= FLUSH_EVERY:
             self.flush()
 

@@ -19,6 +19,7 @@ from .engine import Database, Fields
 from .records import PendingRequest, QueuedReply
 
 PENDING_FIELDS = [f.name for f in fields(PendingRequest)]
+PENDING_ADDED = ("cadence", "weekday")  # absent from requests an earlier release saved
 OUTBOX_FIELDS = Fields.of("key", "recipient", "data", "created", "tries")
 FAILURE_FIELDS = Fields.of("key", "tries", "first", "error")
 DROP_FIELDS = Fields.of("key", "count")
@@ -31,7 +32,10 @@ MAX_PROCESSED = 20_000  # and at most this many, the newest
 class InboxState:
     def __init__(self, database: Database):
         self.database = database
-        self.pending = database.keyed("pending", "key", Fields.of(*PENDING_FIELDS))
+        required = [f for f in PENDING_FIELDS if f not in PENDING_ADDED]
+        self.pending = database.keyed(
+            "pending", "key", Fields.of(*required, optional=PENDING_ADDED)
+        )
         self.by_code = {r["code_hash"]: key for key, r in self.pending.records.items()}
         self.reply_times = database.keyed("reply_times", "key", Fields.of("key", "times"))
         self.processed = database.keyed("processed_mail", "key", Fields.of("key", "at"))

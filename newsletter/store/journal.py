@@ -35,7 +35,9 @@ class Journal:
         self.lines = 0
         self.syncs = 0
 
-    def read(self) -> list[tuple[str, str, int, str]]:
+    def read(self) -> list[tuple[str, str, int, str, str]]:
+        """(key, since, cycle, at, day) of each line; `day` is "" in lines of the release
+        before, which had none."""
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
@@ -44,18 +46,20 @@ class Journal:
         for line in text.splitlines():
             try:
                 item = json.loads(line)
-                entries.append((item["key"], item["since"], int(item["cycle"]), item["at"]))
+                entry = (item["key"], item["since"], int(item["cycle"]), item["at"])
+                entries.append((*entry, str(item.get("day", ""))))
             except (ValueError, KeyError, TypeError):
                 log.warning("%s: ignored a torn line", self.path)
         return entries
 
-    def append(self, key: str, since: str, cycle: int, at: str) -> None:
+    def append(self, key: str, since: str, cycle: int, at: str, day: str = "") -> None:
         if self.guard is not None:
             self.guard()
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        line = json.dumps({"key": key, "since": since, "cycle": cycle, "at": at}) + "\n"
+        fields = {"key": key, "since": since, "cycle": cycle, "at": at}
+        line = json.dumps(fields | ({"day": day} if day else {})) + "\n"
         os.write(self._fd, line.encode())
         self.lines += 1
         now = time.monotonic()

@@ -22,6 +22,9 @@ class Delivery:
     since: str = ""  # the subscription's start (its file's `created`); another means a new one
     last_cycle: int = 0  # every paper first seen up to this cycle has been delivered
     last_sent: str = ""
+    # The cycle's day in [schedule] timezone when the last digest went out (a weekly
+    # digest is due once its weekday has come since); "" in records of the release before.
+    last_day: str = ""
     failures: int = 0  # consecutive temporary failures
     bounces: int = 0  # permanent refusals and bounce reports that count (see bounce_log)
     state: str = "active"  # active | bouncing
@@ -42,12 +45,14 @@ class PendingRequest:
 
     key: str  # the address, case-folded; one pending request per address
     email: str
-    action: str  # subscribe | keywords | unsubscribe
+    action: str  # subscribe | keywords | unsubscribe | cadence
     code_hash: str
     created: str
     expires: str
     keywords: tuple[str, ...] = ()
     name: str = ""
+    cadence: str = ""  # a cadence change: "daily" or "weekly"
+    weekday: str = ""  # and the weekly digest's day
 
 
 @dataclass(frozen=True)
