@@ -3,8 +3,10 @@
 Builds a realistic scenario in a temp dir (four keywords with 100 papers each,
 real abstracts from the test fixtures; N subscriber files spread unevenly over
 every keyword combination; most with a delivery record, some new) and a
-loopback SMTP server that accepts and discards, in its own process. Then it
-measures, in one run:
+loopback SMTP server that accepts and discards, in its own process. The
+subscribers are a mix of cadences: 80% daily, 10% weekly on Friday (the day
+delivered, so due, with the papers of two cycles) and 10% weekly on Monday
+(not due: planned and skipped). Then it measures, in one run:
 
 - the real path: `deliver_digests` over SMTP, as a cycle runs it;
 - the naive path: jinja2 + premailer for every subscriber, on a sample (half
@@ -58,6 +60,7 @@ from typing import Any
 from history import ROUNDS, SUBSCRIBERS, measure_history
 from inbox import measure_inbox
 
+from newsletter.cadence import Cadence
 from newsletter.config import Settings, load_settings
 from newsletter.papers import Paper, collapse
 from newsletter.retention import papers_to_keep
@@ -75,7 +78,9 @@ KEYWORDS = ("Hallucination", "MLLM", "Reasoning", "Reward Model")
 PER_KEYWORD = 100  # papers per keyword, as arXiv's newest-100 answer
 NEW_PER_CYCLE = 8  # papers per keyword first seen in each of the last two cycles
 CYCLE = 3  # the cycle being delivered: 1 filled the store, 2 and 3 brought new papers
-DAY = date(2025, 3, 7)
+DAY = date(2025, 3, 7)  # a Friday
+# Cadences by subscriber number modulo 10: 80% daily, 10% weekly on Friday, 10% on Monday.
+WEEKLY_MIX = (*(Cadence(),) * 8, Cadence("weekly", "friday"), Cadence("weekly", "monday"))
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 FETCHED = 400  # papers fetched per cycle: four keywords, 100 each
@@ -177,15 +182,20 @@ def seen_by(
 @dataclass(frozen=True)
 class People:
     subscribers: list[Subscriber]
-    history: dict[str, int]  # address key → last delivered cycle (absent: new, gets a welcome)
+    # address key → (last delivered cycle, its day); absent: new, gets a welcome
+    history: dict[str, tuple[int, date]]
 
     def summary(self) -> str:
         welcome = len(self.subscribers) - len(self.history)
-        missed = sum(1 for last in self.history.values() if last < CYCLE - 1)
+        daily = [s for s in self.subscribers if not s.cadence.weekly and s.key in self.history]
+        missed = sum(1 for s in daily if self.history[s.key][0] < CYCLE - 1)
+        weekly = [s for s in self.subscribers if s.cadence.weekly and s.key in self.history]
+        due = sum(1 for s in weekly if s.cadence.due(self.history[s.key][1], DAY))
         return (
             f"scenario: {len(combinations())} keyword combinations; {welcome} new "
-            f"(welcome issue), {missed} missed the last cycle, "
-            f"{len(self.history) - missed} up to date; delivering cycle {CYCLE}"
+            f"(welcome issue); daily: {missed} missed the last cycle, "
+            f"{len(daily) - missed} up to date; weekly: {due} due, {len(weekly) - due} not; "
+            f"delivering cycle {CYCLE} on {DAY:%A} {DAY}"
         )
 
 
@@ -195,7 +205,9 @@ def combinations() -> list[tuple[str, ...]]:
 
 def make_people(count: int, rng: random.Random) -> People:
     """`count` subscribers over all 15 combinations, unevenly (Zipf-like weights in a
-    shuffled order): 85% got cycle 2, 5% missed it (last got cycle 1), 10% are new."""
+    shuffled order): 85% got cycle 2, 5% missed it (last got cycle 1), 10% are new.
+    Every fifth is weekly: on Friday (DAY), last sent a week before in cycle 1, so due;
+    or on Monday, last sent that Monday in cycle 2, so not due."""
     combos = combinations()
     rng.shuffle(combos)
     weights = [1 / (rank + 1) for rank in range(len(combos))]
@@ -209,13 +221,17 @@ def make_people(count: int, rng: random.Random) -> People:
             name=f"Reader {i}" if rng.random() < 0.6 else "",
             source="bench",
             created=f"2025-01-{1 + i % 28:02d}T09:00:00+00:00",
+            cadence=WEEKLY_MIX[i % 10],
         )
         subscribers.append(subscriber)
         roll = rng.random()
-        if roll < 0.85:
-            history[subscriber.key] = CYCLE - 1
+        if subscriber.cadence.weekly and roll < 0.90:
+            friday = subscriber.cadence.weekday == "friday"
+            history[subscriber.key] = (1, DAY - timedelta(7)) if friday else (2, DAY - timedelta(4))
+        elif roll < 0.85:
+            history[subscriber.key] = (CYCLE - 1, DAY - timedelta(1))
         elif roll < 0.90:
-            history[subscriber.key] = CYCLE - 2
+            history[subscriber.key] = (CYCLE - 2, DAY - timedelta(2))
     return People(subscribers, history)
 
 
@@ -229,7 +245,10 @@ def write_people(settings: Settings, store: Store, people: People) -> None:
         for subscriber in people.subscribers:
             last = people.history.get(subscriber.key)
             if last is not None:
-                store.deliveries.record_sent(subscriber.key, subscriber.created, last)
+                cycle, day = last
+                store.deliveries.record_sent(
+                    subscriber.key, subscriber.created, cycle, day.isoformat()
+                )
         store.deliveries.flush()
 
 
@@ -415,7 +434,7 @@ class Prepared:
 def measure_parts(settings: Settings, store: Store, cycle: int, table: Table) -> Prepared:
     roster, load = timed(lambda: load_subscribers(settings.subscribers.dir, settings.keyword_names))
     table.add(f"load {len(roster.subscribers)} subscriber files", f"{load * 1000:.0f} ms")
-    (groups, _, _), plan = timed(lambda: plan_all(settings, store, roster))
+    (groups, _, _), plan = timed(lambda: plan_all(settings, store, roster, DAY))
     table.add("plan and group everyone", f"{plan * 1000:.0f} ms")
     renderer = make_renderer(settings)
     rendered, render = timed(

@@ -6,6 +6,7 @@ and the day recorded with each delivered digest.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from datetime import UTC, date, datetime, timedelta
 
@@ -16,7 +17,7 @@ from digest_reader import paper_ids, text_part
 from mails import INBOX, deliver, mail, make_maildir, reply_to
 
 from newsletter import cli
-from newsletter.cadence import Cadence, parse_cadence
+from newsletter.cadence import Cadence, day_of, parse_cadence
 from newsletter.cycle import run_cycle
 from newsletter.inbox.poll import poll_inbox
 from newsletter.sending.preview import preview_next
@@ -257,3 +258,27 @@ def test_the_command_line_sets_shows_and_previews_the_cadence(make_settings, arx
 def test_weekly_is_due_once_the_weekday_has_come_since_the_last_digest(last, today, due):
     assert WEEKLY.due(last, today) is due
     assert Cadence().due(last, today), "daily is always due"
+
+
+def test_records_of_the_release_before_are_read_and_count_from_their_last_sent(tmp_path):
+    """Deliveries without `last_day`, journal lines without `day`, requests without a
+    cadence: read as they are; the weekday counts from `last_sent` in the schedule's zone."""
+    path = tmp_path / "newsletter.json"
+    old = {"key": "wes@example.org", "since": "s", "last_cycle": 4, "failures": 0}
+    old |= {"last_sent": "2025-03-09T23:30:00+00:00", "bounces": 0, "state": "active"}
+    old |= {"last_error": "", "last_bounce": "", "bounce_log": []}
+    request = {"key": "ann@example.org", "email": "ann@example.org", "action": "keywords"}
+    request |= {"code_hash": "h", "created": "2025-03-09T10:00:00+00:00", "keywords": ["MLLM"]}
+    request |= {"expires": "2099-01-01T00:00:00+00:00", "name": ""}
+    tables = {"meta": {"1": {"format": 2}}, "deliveries": {"1": old}, "pending": {"1": request}}
+    path.write_text(json.dumps(tables))
+    line = {"key": "ann@example.org", "since": "t", "cycle": 5, "at": "2025-03-10T07:00:00+00:00"}
+    path.with_name(path.name + ".journal").write_text(json.dumps(line) + "\n")
+    with Store(path) as store:
+        wes, ann = store.deliveries.get("wes@example.org"), store.deliveries.get("ann@example.org")
+        assert (wes.last_day, ann.last_day, ann.last_cycle) == ("", "", 5)
+        assert store.inbox.pending_request("h").cadence == ""
+    # 23:30 UTC on Sunday is Monday in Berlin: the digest of that Monday went out.
+    assert day_of(wes.last_sent, "Europe/Berlin") == date(2025, 3, 10)
+    assert day_of(wes.last_sent, "UTC") == date(2025, 3, 9)
+    assert not WEEKLY.due(day_of(wes.last_sent, "Europe/Berlin"), date(2025, 3, 16))
