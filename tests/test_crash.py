@@ -65,8 +65,8 @@ KILL_POINTS = [
     ("after-archive", False),
     ("before-record:1", True),  # the server accepted message 1, we had not recorded it
     ("after-send:1", False),
-    ("before-record:3", True),
-    ("after-send:3", False),
+    ("before-record:5", True),  # the last message
+    ("after-send:5", False),
     ("state-write-middle:3", False),  # folding the delivery journal into the state file
 ]
 
