@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import tomli_w
 from arxiv_server import FakeArxiv
 from smtp_server import SmtpServer
 
+from newsletter.cli import main
 from newsletter.config import Settings, load_settings
 from newsletter.subscribers import Subscriber, save_subscriber
 
@@ -102,6 +104,18 @@ def run_cli(
     return subprocess.run(
         cli_command(*args), capture_output=True, text=True, env=cli_env(env), timeout=timeout
     )
+
+
+def run_main(*args: str) -> int:
+    """The command line in this process, faster than `run_cli`; the logging it sets up on
+    pytest's captured stderr is put back, so no later test logs to a closed stream."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        return main(list(args))
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
 
 
 def subscribe(

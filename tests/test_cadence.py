@@ -12,11 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from arxiv_server import entry
-from conftest import subscribe
+from conftest import run_main, subscribe
 from digest_reader import paper_ids, text_part
 from mails import INBOX, deliver, mail, make_maildir, reply_to
 
-from newsletter import cli
 from newsletter.cadence import Cadence, day_of, parse_cadence
 from newsletter.cycle import run_cycle
 from newsletter.inbox.poll import poll_inbox
@@ -216,14 +215,14 @@ def test_subscriber_files_say_the_cadence_and_bad_values_cost_that_file(make_set
 def test_the_command_line_sets_shows_and_previews_the_cadence(make_settings, arxiv_server, capsys):
     settings = make_settings(keywords=["Hallucination"], schedule={"timezone": "Europe/Berlin"})
     base = ["--settings", str(settings.file)]
-    assert cli.main([*base, "subscribe", "wes@example.org", "--keyword", "hallucination"]) == 0
-    assert cli.main([*base, "subscribe", "wes@example.org", "--weekly", "--weekday", "fri"]) == 0
+    assert run_main(*base, "subscribe", "wes@example.org", "--keyword", "hallucination") == 0
+    assert run_main(*base, "subscribe", "wes@example.org", "--weekly", "--weekday", "fri") == 0
     assert "updated to Hallucination, weekly on Friday" in capsys.readouterr().out
-    assert cli.main([*base, "subscribe", "wes@example.org", "--daily", "--weekday", "mon"]) == 2
+    assert run_main(*base, "subscribe", "wes@example.org", "--daily", "--weekday", "mon") == 2
     assert "--weekday is for --weekly" in capsys.readouterr().err
-    assert cli.main([*base, "subscribe", "new@example.org", "--weekly"]) == 2
+    assert run_main(*base, "subscribe", "new@example.org", "--weekly") == 2
     assert "choose at least one keyword" in capsys.readouterr().err
-    assert cli.main([*base, "subscribers"]) == 0
+    assert run_main(*base, "subscribers") == 0
     assert "wes@example.org: Hallucination; weekly on Friday; last delivery" in (
         capsys.readouterr().out
     )
@@ -239,7 +238,7 @@ def test_the_command_line_sets_shows_and_previews_the_cadence(make_settings, arx
     assert found.goes_out == datetime(2025, 3, 7, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
     assert "(weekly, 2025-03-04 to 2025-03-07)" in found.subject
     assert found.text is not None and paper_of(MONDAY + timedelta(days=1)).id in found.text
-    assert cli.main([*base, "preview", "wes@example.org", "--text"]) == 0
+    assert run_main(*base, "preview", "wes@example.org", "--text") == 0
     out, err = capsys.readouterr()
     assert "Your weekly digest" in out
     assert "wes@example.org: weekly on Friday; next digest at the cycle of " in err

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import stat
 
 from arxiv_server import entry
-from conftest import run_cli, subscribe
+from conftest import run_cli, run_main, subscribe
 
-from newsletter.cli import main
 from newsletter.tokens import check_secret
 
 
@@ -18,17 +16,6 @@ def test_a_fresh_install_makes_its_secret(tmp_path):
     assert len(secret) == 64 and path.read_bytes().strip() == secret
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert check_secret(path, links_mailed="") == secret, "kept, never replaced"
-
-
-def newsletter(*args: str) -> int:
-    """The command line in this process (its logging set up and put back)."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    try:
-        return main(list(args))
-    finally:
-        root.handlers[:], level = saved
-        root.setLevel(level)
 
 
 def test_a_missing_secret_once_links_went_out_stops_the_start_in_one_line(
@@ -50,9 +37,9 @@ def test_a_missing_secret_once_links_went_out_stops_the_start_in_one_line(
     )
     assert not secret.exists() and len(smtp_server.messages) == 1, "nothing made, nothing sent"
 
-    assert newsletter("--settings", str(settings.file), "new-secret") == 0
+    assert run_main("--settings", str(settings.file), "new-secret") == 0
     assert "Every unsubscribe link mailed before now" in capsys.readouterr().out
-    assert newsletter("--settings", str(settings.file), "new-secret") == 2
+    assert run_main("--settings", str(settings.file), "new-secret") == 2
     assert "Add --replace to do it anyway" in capsys.readouterr().err
 
 
