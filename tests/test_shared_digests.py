@@ -28,7 +28,7 @@ from newsletter.cycle import run_cycle
 from newsletter.papers import Paper
 from newsletter.sending.deliver import deliver_digests, make_renderer, personal
 from newsletter.sending.plan import plan_all
-from newsletter.sending.preview import preview
+from newsletter.sending.preview import preview_next
 from newsletter.sending.render import PERSONAL_MARGIN, Renderer
 from newsletter.sending.select import Digest, trim_fair
 from newsletter.store import Store
@@ -232,12 +232,12 @@ def test_preview_is_the_mail_that_is_sent(make_settings, smtp_server):
         fill_two_cycles(store, random.Random(3))
     subscribe(settings, "ann@example.org", "Reasoning", "MLLM", name="Seán O'Brien")
     load_or_create_secret(settings.web.secret_file)  # a first run creates it; preview never does
-    html, text, _ = preview(settings, "ann@example.org")
+    found = preview_next(settings, "ann@example.org")
     with Store(settings.store.path) as store:
         deliver_digests(settings, store, 2, today=datetime.now(UTC).date())
     (received,) = smtp_server.messages
-    assert html_part(received.message) == html
-    assert text_part(received.message) == text
+    assert html_part(received.message) == found.html
+    assert text_part(received.message) == found.text
 
 
 @pytest.mark.parametrize("limit", [12_000, 25_000, 40_000, 55_000, 70_000])

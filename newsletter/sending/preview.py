@@ -56,10 +56,3 @@ def preview_next(settings: Settings, email: str, now: datetime | None = None) ->
     rendered = make_renderer(settings).render(digest, subscriber.keywords, day)
     html, text = rendered.personalise(personal(settings, secret, subscriber, 0))
     return Preview(html, text, rendered.subject, cadence, goes_out)
-
-
-def preview(settings: Settings, email: str) -> tuple[str | None, str | None, str]:
-    """(html, text, subject) of this subscriber's next digest; (None, None, "") when
-    nothing is due."""
-    found = preview_next(settings, email)
-    return found.html, found.text, found.subject
